@@ -1,0 +1,52 @@
+/** One request's state inside the scheduler. */
+import { Channel } from "./channel.js";
+
+export interface SamplingOptions {
+  /** 0 = greedy. */
+  temperature: number;
+  /** 0 = off. */
+  topK: number;
+  /** 1 = off. */
+  topP: number;
+  seed: number;
+}
+
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface SequenceEvent {
+  tokens: number[];
+  finishReason?: FinishReason;
+}
+
+export class Sequence {
+  /** Prompt then generated tokens. */
+  readonly tokens: number[];
+  /** Tokens whose K/V are in the cache. */
+  cached = 0;
+  pages: number[] = [];
+  generated = 0;
+  finishReason?: FinishReason;
+  readonly events = new Channel<SequenceEvent>();
+  readonly submittedAt = performance.now();
+  firstTokenAt?: number;
+
+  constructor(
+    readonly id: number,
+    readonly promptLength: number,
+    prompt: readonly number[],
+    readonly maxNewTokens: number,
+    readonly sampling: SamplingOptions,
+    readonly stopTokens: ReadonlySet<number>,
+  ) {
+    this.tokens = [...prompt];
+  }
+
+  get done(): boolean {
+    return this.finishReason !== undefined;
+  }
+
+  /** Tokens not yet in the KV cache (the prompt remainder, or the last sampled token). */
+  get pending(): number {
+    return this.tokens.length - this.cached;
+  }
+}

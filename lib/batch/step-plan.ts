@@ -1,0 +1,63 @@
+/** Packs one step (which sequences advance by how many tokens) into the native step layout. */
+import type { NativeStep } from "../native.js";
+import type { Sequence } from "./sequence.js";
+
+export interface StepEntry {
+  seq: Sequence;
+  /** New tokens this step: seq.tokens[seq.cached, seq.cached + count). */
+  count: number;
+  /** Whether the step reaches the sequence's last token, so it samples the next. */
+  samples: boolean;
+}
+
+export const SAMPLING_ROW_BYTES = 32;
+
+export function buildStep(entries: readonly StepEntry[], opts: { wantLogits?: boolean; wantHidden?: boolean } = {}): NativeStep {
+  const T = entries.reduce((n, e) => n + e.count, 0);
+  const S = entries.length;
+  const maxPages = Math.max(1, ...entries.map((e) => e.seq.pages.length));
+  const tokens = new Int32Array(T);
+  const positions = new Int32Array(T);
+  const qStart = new Int32Array(S + 1);
+  const kvLen = new Int32Array(S);
+  const pageTable = new Int32Array(S * maxPages);
+  const rows: number[] = [];
+  const sampled: Sequence[] = [];
+  let t = 0;
+  entries.forEach((e, i) => {
+    const { seq, count } = e;
+    qStart[i] = t;
+    tokens.set(seq.tokens.slice(seq.cached, seq.cached + count), t);
+    for (let j = 0; j < count; j++) positions[t + j] = seq.cached + j;
+    kvLen[i] = seq.cached + count;
+    pageTable.set(seq.pages, i * maxPages);
+    t += count;
+    if (e.samples) {
+      rows.push(t - 1);
+      sampled.push(seq);
+    }
+  });
+  qStart[S] = T;
+  return {
+    tokens, positions, qStart, kvLen, pageTable, maxPages,
+    logitRows: Int32Array.from(rows),
+    sampling: packSampling(sampled),
+    wantLogits: opts.wantLogits,
+    wantHidden: opts.wantHidden,
+  };
+}
+
+/** 32 bytes per row, matching e3::SamplingParams. The draw counter is the token's index. */
+export function packSampling(seqs: readonly Sequence[]): Uint8Array {
+  const buf = new Uint8Array(seqs.length * SAMPLING_ROW_BYTES);
+  const dv = new DataView(buf.buffer);
+  seqs.forEach((s, r) => {
+    const o = r * SAMPLING_ROW_BYTES;
+    dv.setFloat32(o, s.sampling.temperature, true);
+    dv.setInt32(o + 4, s.sampling.topK, true);
+    dv.setFloat32(o + 8, s.sampling.topP, true);
+    dv.setBigUint64(o + 16, BigInt.asUintN(64, BigInt(s.sampling.seed)), true);
+    dv.setBigUint64(o + 24, BigInt(s.generated), true);
+  });
+  return buf;
+}

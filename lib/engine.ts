@@ -1,0 +1,238 @@
+/**
+ * Engine: one target model (optionally with an EAGLE-3 draft), its tokenizer and scheduler.
+ * generate() streams chunks; complete() collects them.
+ */
+import { Eagle3Error, ErrorCode, invalidArgument } from "./errors.js";
+import { Scheduler } from "./batch/scheduler.js";
+import type { FinishReason } from "./batch/sequence.js";
+import type { TargetConfig } from "./model/config.js";
+import type { LoadProgress } from "./model/load-weights.js";
+import { TargetModel } from "./model/target.js";
+import { type DeviceName, native } from "./native.js";
+import { nonNegativeInt, numberIn, oneOf, optionalString, positiveInt, stringList } from "./options.js";
+import { type ChatMessage, Tokenizer } from "./tokenizer/tokenizer.js";
+import { StreamingDetokenizer } from "./tokenizer/detokenizer.js";
+import { StopMatcher } from "./stop-matcher.js";
+
+export interface EngineOptions {
+  /** Hugging Face model directory (config.json, *.safetensors, tokenizer files). */
+  model: string;
+  /** Directory of tokenizer.json / tokenizer_config.json when the model directory lacks them. */
+  tokenizer?: string;
+  /** "cuda" when a usable GPU is present, else "cpu" (the reference path, for tiny models). */
+  device?: DeviceName;
+  /** Longest prompt + completion of one request, in tokens. */
+  maxContext?: number;
+  /** Requests decoded together. */
+  maxBatch?: number;
+  /** Most tokens in one forward step (bounds prefill chunks). */
+  maxStepTokens?: number;
+  /** Tokens per KV cache page. */
+  pageSize?: number;
+  /** Requests that may wait for a slot before generate() throws ERR_QUEUE_FULL. */
+  maxQueued?: number;
+  /** Reject config.json fields this engine does not know (default true). */
+  strictConfig?: boolean;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 = greedy (default). */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Strings that end the completion (not included in the text). */
+  stop?: string | string[];
+  /** Keep going past the model's end-of-sequence tokens. */
+  ignoreEos?: boolean;
+  signal?: AbortSignal;
+  /** Chat template switches, e.g. Qwen3's thinking mode. */
+  enableThinking?: boolean;
+}
+
+export type GenerateInput = string | ChatMessage[] | { tokens: number[] };
+
+export interface GenerationChunk {
+  text: string;
+  tokens: number[];
+  finishReason?: FinishReason;
+}
+
+export interface Completion {
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+  promptTokens: number;
+  timings: { firstTokenMs: number; totalMs: number; tokensPerSecond: number };
+}
+
+export interface EngineStats {
+  device: DeviceName;
+  steps: number;
+  stepSeconds: number;
+  promptTokens: number;
+  generatedTokens: number;
+  running: number;
+  queued: number;
+}
+
+export class Engine {
+  private disposed = false;
+
+  private constructor(
+    readonly target: TargetModel,
+    readonly tokenizer: Tokenizer,
+    private readonly scheduler: Scheduler,
+    readonly maxContext: number,
+  ) {}
+
+  static async load(options: EngineOptions): Promise<Engine> {
+    if (typeof options !== "object" || options === null) throw invalidArgument("Engine.load needs an options object");
+    const model = optionalString("model", options.model);
+    if (!model) throw invalidArgument("Engine.load: option `model` (a model directory) is required");
+    const device = oneOf<DeviceName>("device", options.device, ["cuda", "cpu"], defaultDevice());
+    const pageSize = positiveInt("pageSize", options.pageSize, 16);
+    const maxBatch = positiveInt("maxBatch", options.maxBatch, device === "cuda" ? 64 : 4);
+    const maxStepTokens = positiveInt("maxStepTokens", options.maxStepTokens, device === "cuda" ? 2048 : 256);
+    const maxQueued = nonNegativeInt("maxQueued", options.maxQueued, 1024);
+    const tokenizer = await Tokenizer.fromDir(model, { tokenizerDir: optionalString("tokenizer", options.tokenizer) });
+    const { readTargetConfig } = await import("./model/config.js");
+    const { config } = await readTargetConfig(model, { strict: options.strictConfig ?? true });
+    const maxContext = positiveInt("maxContext", options.maxContext, Math.min(config.maxPositionEmbeddings, 8192));
+    if (maxContext > config.maxPositionEmbeddings)
+      throw invalidArgument(`maxContext ${maxContext} exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
+    const numPages = Math.ceil(maxContext / pageSize) * maxBatch;
+    const target = await TargetModel.load(model, {
+      device, maxStepTokens, numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
+    });
+    const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued });
+    return new Engine(target, tokenizer, scheduler, maxContext);
+  }
+
+  get config(): TargetConfig {
+    return this.target.config;
+  }
+
+  get device(): DeviceName {
+    return this.target.options.device;
+  }
+
+  /** Streams the completion of `input` chunk by chunk. */
+  generate(input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk> {
+    this.checkLive();
+    const o = parseGenerateOptions(options);
+    return this.stream(this.encode(input, o.enableThinking), o);
+  }
+
+  /** Runs generate() to the end and returns the whole completion. */
+  async complete(input: GenerateInput, options: GenerateOptions = {}): Promise<Completion> {
+    this.checkLive();
+    const o = parseGenerateOptions(options);
+    const prompt = this.encode(input, o.enableThinking);
+    const t0 = performance.now();
+    let first = 0, text = "", finishReason: FinishReason = "length";
+    const tokens: number[] = [];
+    for await (const c of this.stream(prompt, o)) {
+      if (!first) first = performance.now();
+      text += c.text;
+      tokens.push(...c.tokens);
+      if (c.finishReason) finishReason = c.finishReason;
+    }
+    const end = performance.now();
+    return {
+      text, tokens, finishReason, promptTokens: prompt.length,
+      timings: {
+        firstTokenMs: (first || end) - t0,
+        totalMs: end - t0,
+        tokensPerSecond: tokens.length > 1 && end > first ? ((tokens.length - 1) * 1000) / (end - first) : 0,
+      },
+    };
+  }
+
+  private async *stream(prompt: number[], o: ReturnType<typeof parseGenerateOptions>): AsyncGenerator<GenerationChunk> {
+    o.signal?.throwIfAborted();
+    if (prompt.length === 0) throw invalidArgument("the prompt is empty");
+    if (prompt.length >= this.maxContext)
+      throw invalidArgument(`the prompt has ${prompt.length} tokens; the context holds ${this.maxContext} (prompt + completion)`);
+    const maxNew = Math.min(o.maxTokens, this.maxContext - prompt.length);
+    const stopTokens = new Set(o.ignoreEos ? [] : this.tokenizer.eosTokenIds);
+    const seq = this.scheduler.submit(prompt, maxNew, o.sampling, stopTokens);
+    const onAbort = () => this.scheduler.cancel(seq);
+    o.signal?.addEventListener("abort", onAbort, { once: true });
+    const detok = new StreamingDetokenizer(this.tokenizer);
+    const stop = new StopMatcher(o.stop);
+    try {
+      for await (const ev of seq.events) {
+        let piece = detok.push(ev.tokens.filter((t) => !stopTokens.has(t)));
+        if (ev.finishReason) piece += detok.flush();
+        const { text, stopped } = stop.push(piece);
+        if (stopped) {
+          yield { text, tokens: ev.tokens, finishReason: "stop" };
+          return;
+        }
+        yield { text: ev.finishReason ? text + stop.flush() : text, tokens: ev.tokens, finishReason: ev.finishReason };
+      }
+      if (seq.finishReason === "abort")
+        throw new Eagle3Error(ErrorCode.ABORTED, "generation was aborted", { cause: o.signal?.reason });
+    } finally {
+      o.signal?.removeEventListener("abort", onAbort);
+      this.scheduler.cancel(seq);  // a consumer that stops early frees the slot
+    }
+  }
+
+  stats(): EngineStats {
+    return { device: this.device, ...this.scheduler.stats() };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.scheduler.idle();
+    this.target.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  private encode(input: GenerateInput, enableThinking?: boolean): number[] {
+    if (typeof input === "string") return this.tokenizer.encode(input);
+    if (Array.isArray(input)) return this.tokenizer.encodeChat(input, { addGenerationPrompt: true, enableThinking });
+    if (input && Array.isArray((input as { tokens: unknown }).tokens)) {
+      const ids = (input as { tokens: number[] }).tokens;
+      const bad = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= this.config.vocabSize);
+      if (bad >= 0) throw invalidArgument(`tokens[${bad}] = ${ids[bad]} is not a token id of this model (0..${this.config.vocabSize - 1})`);
+      return ids;
+    }
+    throw invalidArgument("input must be a string, an array of chat messages, or { tokens: number[] }");
+  }
+
+  private checkLive(): void {
+    if (this.disposed) throw invalidArgument("the engine was disposed");
+  }
+}
+
+function defaultDevice(): DeviceName {
+  const st = native().cudaStatus();
+  return st.compiled && !st.error && st.gpus.length > 0 ? "cuda" : "cpu";
+}
+
+function parseGenerateOptions(o: GenerateOptions) {
+  if (typeof o !== "object" || o === null) throw invalidArgument("generate options must be an object");
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArgument("signal must be an AbortSignal");
+  return {
+    maxTokens: positiveInt("maxTokens", o.maxTokens, 256),
+    sampling: {
+      temperature: numberIn("temperature", o.temperature, 0, 0, 100),
+      topK: nonNegativeInt("topK", o.topK, 0),
+      topP: numberIn("topP", o.topP, 1, 0, 1, true),
+      seed: nonNegativeInt("seed", o.seed, Math.floor(Math.random() * 2 ** 32)),
+    },
+    stop: stringList("stop", o.stop),
+    ignoreEos: o.ignoreEos ?? false,
+    signal: o.signal,
+    enableThinking: o.enableThinking,
+  };
+}

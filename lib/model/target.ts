@@ -1,0 +1,111 @@
+/** A loaded target model: its config, native weights and KV cache on one device. */
+import { Eagle3Error, ErrorCode } from "../errors.js";
+import { openCheckpoint } from "./checkpoint.js";
+import { type TargetConfig, readTargetConfig } from "./config.js";
+import { type LoadProgress, loadWeights } from "./load-weights.js";
+import { planQwenWeights } from "./qwen-weights.js";
+import { type DeviceName, type NativeQwenModel, type NativeStep, type NativeStepResult, native } from "../native.js";
+
+export interface TargetOptions {
+  device: DeviceName;
+  /** Most tokens one forward step takes (prefill chunk + decode tokens). */
+  maxStepTokens: number;
+  /** KV cache pages; each holds `pageSize` tokens of every layer. */
+  numPages: number;
+  pageSize: number;
+  /** Layers whose output hidden states every step returns (EAGLE-3 features). */
+  captureLayers?: number[];
+  strictConfig?: boolean;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export class TargetModel {
+  private constructor(
+    readonly dir: string,
+    readonly config: TargetConfig,
+    readonly options: TargetOptions,
+    private readonly model: NativeQwenModel,
+  ) {}
+
+  static async load(dir: string, opts: TargetOptions): Promise<TargetModel> {
+    const { config } = await readTargetConfig(dir, { strict: opts.strictConfig ?? true });
+    const ckpt = await openCheckpoint(dir);
+    const plan = planQwenWeights(config, ckpt);
+    const kvBytes = kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device);
+    checkDeviceMemory(opts.device, plan.bytes + kvBytes, dir);
+    const w = await loadWeights(plan, opts.device, opts.onProgress);
+    try {
+      const get = (k: string) => w.get(k)!;
+      const model = new (native().NativeQwenModel)({
+        device: opts.device,
+        maxTokens: opts.maxStepTokens,
+        numPages: opts.numPages,
+        pageSize: opts.pageSize,
+        config: {
+          hiddenSize: config.hiddenSize,
+          numLayers: config.numLayers,
+          numHeads: config.numHeads,
+          numKvHeads: config.numKvHeads,
+          headDim: config.headDim,
+          intermediateSize: config.intermediateSize,
+          vocabSize: config.vocabSize,
+          rmsNormEps: config.rmsNormEps,
+          ropeTheta: config.ropeTheta,
+          rotaryDim: config.rotaryDim,
+          qkNorm: config.qkNorm,
+          attentionBias: config.attentionBias,
+          captureLayers: opts.captureLayers ?? [],
+        },
+        weights: {
+          embed: get("embed"),
+          finalNorm: get("finalNorm"),
+          lmHead: w.get("lmHead") ?? get("embed"),
+          layers: Array.from({ length: config.numLayers }, (_, i) => ({
+            inputNorm: get(`layers.${i}.inputNorm`),
+            qkv: get(`layers.${i}.qkv`),
+            qkvBias: w.get(`layers.${i}.qkvBias`),
+            qNorm: w.get(`layers.${i}.qNorm`),
+            kNorm: w.get(`layers.${i}.kNorm`),
+            o: get(`layers.${i}.o`),
+            postNorm: get(`layers.${i}.postNorm`),
+            gateUp: get(`layers.${i}.gateUp`),
+            down: get(`layers.${i}.down`),
+          })),
+        },
+      });
+      return new TargetModel(dir, config, opts, model);
+    } finally {
+      // The native model holds its own references; the JS handles can go now.
+      for (const t of w.values()) t.dispose();
+    }
+  }
+
+  step(step: NativeStep): Promise<NativeStepResult> {
+    return this.model.step(step);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** KV bytes for `pages` pages: K and V of every layer, in the device's activation type. */
+export function kvCacheBytes(cfg: TargetConfig, pages: number, pageSize: number, device: DeviceName): number {
+  const elem = device === "cuda" ? 2 : 4;
+  return 2 * cfg.numLayers * pages * pageSize * cfg.numKvHeads * cfg.headDim * elem;
+}
+
+function checkDeviceMemory(device: DeviceName, needed: number, dir: string): void {
+  if (device !== "cuda") return;
+  const st = native().cudaStatus();
+  if (st.error || st.gpus.length === 0)
+    throw new Eagle3Error(ErrorCode.NO_CUDA_DEVICE, `no usable CUDA device for ${dir}: ${st.error ?? "none found"}`);
+  const free = st.gpus[0].freeBytes;
+  if (needed > free)
+    throw new Eagle3Error(
+      ErrorCode.OUT_OF_MEMORY,
+      `${dir} needs ${gib(needed)} GiB on ${st.gpus[0].name} (weights + KV cache) but only ${gib(free)} GiB is free`,
+    );
+}
+
+const gib = (b: number) => (b / 2 ** 30).toFixed(2);

@@ -1,0 +1,168 @@
+/**
+ * Loads the native addon once and types every export. A missing or broken build gives one
+ * actionable error (code ERR_NATIVE_NOT_BUILT) instead of a bare dlopen failure.
+ */
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Eagle3Error, ErrorCode } from "./errors.js";
+import type { DType } from "./model/dtype.js";
+
+export type DeviceName = "cpu" | "cuda";
+
+export interface NativeTensor {
+  readonly dtype: DType;
+  readonly shape: number[];
+  readonly device: DeviceName;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  toBytes(): Uint8Array;
+  dispose(): void;
+}
+
+export interface NativeTensorStatic {
+  empty(dtype: DType, shape: readonly number[], device: DeviceName): NativeTensor;
+  fromBytes(bytes: ArrayBufferView, dtype: DType, shape: readonly number[], device: DeviceName): NativeTensor;
+}
+
+export interface LoadEntry {
+  name: string;
+  tensor: NativeTensor;
+  dstOffset: number;
+  fileOffset: number;
+  byteLength: number;
+  srcDtype: DType;
+}
+
+export interface NativeQwenConfig {
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  rotaryDim: number;
+  qkNorm: boolean;
+  attentionBias: boolean;
+  captureLayers: number[];
+}
+
+export interface NativeLayerWeights {
+  inputNorm: NativeTensor;
+  qkv: NativeTensor;
+  qkvBias?: NativeTensor;
+  qNorm?: NativeTensor;
+  kNorm?: NativeTensor;
+  o: NativeTensor;
+  postNorm: NativeTensor;
+  gateUp: NativeTensor;
+  down: NativeTensor;
+}
+
+export interface NativeQwenWeights {
+  embed: NativeTensor;
+  finalNorm: NativeTensor;
+  lmHead: NativeTensor;
+  layers: NativeLayerWeights[];
+}
+
+/** One forward step, laid out as the native executor expects (see native/runtime/step.h). */
+export interface NativeStep {
+  tokens: Int32Array;
+  positions: Int32Array;
+  qStart: Int32Array;
+  kvLen: Int32Array;
+  pageTable: Int32Array;
+  maxPages: number;
+  treeMask?: BigInt64Array;
+  logitRows: Int32Array;
+  sampling?: Uint8Array;
+  wantLogits?: boolean;
+  wantHidden?: boolean;
+}
+
+export interface NativeStepResult {
+  tokens?: Int32Array;
+  logits?: Float32Array;
+  hidden?: Float32Array;
+}
+
+export interface NativeQwenModel {
+  step(step: NativeStep): Promise<NativeStepResult>;
+  dispose(): void;
+  readonly info: { disposed: boolean; kvBytes?: number; numPages?: number; pageSize?: number };
+}
+
+export interface NativeQwenModelOptions {
+  config: NativeQwenConfig;
+  weights: NativeQwenWeights;
+  device: DeviceName;
+  maxTokens: number;
+  numPages: number;
+  pageSize: number;
+}
+
+export interface GpuInfo {
+  index: number;
+  name: string;
+  computeCapability: string;
+  multiprocessors: number;
+  totalBytes: number;
+  freeBytes: number;
+  l2Bytes: number;
+}
+
+export interface CudaStatus {
+  compiled: boolean;
+  driverVersion: number;
+  runtimeVersion: number;
+  error: string | null;
+  gpus: GpuInfo[];
+}
+
+export interface BuildInfo {
+  cuda: boolean;
+  cudaArch: string;
+  buildType: string;
+  napiVersion: number;
+  compiler: string;
+}
+
+export interface NativeAddon {
+  NativeTensor: NativeTensorStatic;
+  NativeQwenModel: new (options: NativeQwenModelOptions) => NativeQwenModel;
+  loadTensors(path: string, entries: LoadEntry[], onProgress?: (bytesDone: number) => void): Promise<void>;
+  buildInfo(): BuildInfo;
+  cudaStatus(): CudaStatus;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const addonPath = join(packageRoot, "build", "Release", "eagle3.node");
+
+let cached: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (cached) return cached;
+  if (!existsSync(addonPath)) {
+    throw new Eagle3Error(
+      ErrorCode.NATIVE_NOT_BUILT,
+      `The eagle3 native addon is not built (looked for ${addonPath}). Run \`npm run build:native\` ` +
+        "(needs cmake and a C++17 compiler; CUDA kernels are compiled when nvcc is found).",
+    );
+  }
+  try {
+    cached = createRequire(import.meta.url)(addonPath) as NativeAddon;
+  } catch (cause) {
+    throw new Eagle3Error(
+      ErrorCode.NATIVE_NOT_BUILT,
+      `The eagle3 native addon at ${addonPath} failed to load: ${(cause as Error).message}. ` +
+        "Rebuild it with `npm run build:native`.",
+      { cause },
+    );
+  }
+  return cached;
+}

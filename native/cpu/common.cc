@@ -1,0 +1,26 @@
+#include "cpu/cpu_ops.h"
+#include "runtime/error.h"
+
+namespace e3 {
+
+float load_f32(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::F32: return t.ptr<float>()[i];
+    case DType::BF16: return bf16_to_float(t.ptr<uint16_t>()[i]);
+    case DType::F16: return f16_to_float(t.ptr<uint16_t>()[i]);
+    default: fail(Code::InvalidArgument, "expected a float tensor, got " + t.describe());
+  }
+}
+
+void expect_cpu(const Tensor& t, const char* what) {
+  E3_ARG(t.device() == Device::CPU, std::string(what) + ": the CPU backend needs host tensors, got " + t.describe());
+}
+
+Ops& cpu_ops() {
+  static CpuOps ops;
+  return ops;
+}
+
+Ops& ops_for(Device d) { return d == Device::CPU ? cpu_ops() : cuda_ops(); }
+
+}  // namespace e3

@@ -1,0 +1,32 @@
+// The float32 reference backend: the CI path, and the oracle every CUDA kernel is tested against.
+// Each op family is implemented in its own file in this folder.
+#pragma once
+#include "runtime/ops.h"
+
+namespace e3 {
+
+class CpuOps final : public Ops {
+ public:
+  Device device() const override { return Device::CPU; }
+  DType act_dtype() const override { return DType::F32; }
+  void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;
+  void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
+                      const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,
+                      const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) override;
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
+                 float scale, const Tensor& out) override;
+  void silu_mul(const Tensor& gate_up, const Tensor& out) override;
+  void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
+  void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
+};
+
+// Reads element i of a float tensor of any float dtype as f32.
+float load_f32(const Tensor& t, int64_t i);
+// Requires a CPU tensor: the reference never touches device memory.
+void expect_cpu(const Tensor& t, const char* what);
+
+}  // namespace e3

@@ -1,0 +1,81 @@
+// The operations a model forward is made of, implemented once per backend: CpuOps (the float32
+// reference in native/cpu) and CudaOps (the kernels in native/kernels). Model runners are written
+// once against this interface. All tensors of one call live on the backend's device; activations
+// use act_dtype() (f32 on the CPU, bf16 on CUDA), weights are bf16, logits f32.
+#pragma once
+#include <cstdint>
+
+#include "runtime/tensor.h"
+
+namespace e3 {
+
+// How the new tokens of one step are laid out over sequences and the paged KV cache.
+// Token t of sequence s is the (t - q_start[s])-th new token; new tokens are written to the
+// cache at context indices [kv_len[s] - q_len, kv_len[s]).
+struct AttentionLayout {
+  int num_seqs = 0;
+  int num_tokens = 0;
+  int page_size = 0;
+  int max_pages = 0;     // columns of page_table
+  int max_q_len = 0;     // host-side bounds, for launch configuration
+  int max_kv_len = 0;
+  Tensor q_start;        // i32 [S+1]
+  Tensor kv_len;         // i32 [S]
+  Tensor page_table;     // i32 [S, max_pages]
+  Tensor token_seq;      // i32 [T] sequence of each token
+  Tensor slots;          // i32 [T] cache slot (page * page_size + offset) of each new token
+  Tensor tree_mask;      // i64 [T] bit j: token sees new token j of its sequence; undefined = causal
+};
+
+// Per-row sampling parameters. temperature <= 0 means greedy (argmax, lowest index on ties).
+struct SamplingParams {
+  float temperature;
+  int32_t top_k;         // <= 0: no top-k
+  float top_p;           // >= 1: no top-p
+  int32_t pad;
+  uint64_t seed;
+  uint64_t counter;      // position of this draw in the request's random stream
+};
+static_assert(sizeof(SamplingParams) == 32, "SamplingParams is uploaded as raw bytes");
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual Device device() const = 0;
+  virtual DType act_dtype() const = 0;
+
+  // out[t] = table[ids[t]]
+  virtual void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
+  // Row-wise RMSNorm over the last dimension of w's size; rows = numel / w.numel.
+  virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;
+  // residual += x; out = rmsnorm(residual)
+  virtual void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                           const Tensor& out) = 0;
+  // out[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]); out may be f32 (logits) or act dtype.
+  virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) = 0;
+  // Splits fused qkv [T, (nh + 2·nkv)·d] into q/k/v heads, applies the optional per-head RMSNorm
+  // (Qwen3 q_norm/k_norm), rotate-half RoPE on the first rotary_dim dims at positions[t], writes
+  // q to q_out [T, nh, d] and k, v to the cache at layout.slots.
+  virtual void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
+                              const Tensor& positions, int rotary_dim, float rope_theta,
+                              const AttentionLayout& layout, const Tensor& q_out, const Tensor& k_cache,
+                              const Tensor& v_cache) = 0;
+  // out[T, nh, d] = softmax(q kᵀ · scale + mask) v over each token's visible context.
+  // k_cache / v_cache: [num_pages · page_size, nkv, d].
+  virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                         const AttentionLayout& layout, float scale, const Tensor& out) = 0;
+  // out[T, I] = silu(gate_up[:, :I]) * gate_up[:, I:]
+  virtual void silu_mul(const Tensor& gate_up, const Tensor& out) = 0;
+  // out[r] = x[rows[r]]
+  virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
+  // dst[:, col : col + src.cols] = src (same rows; dst may be wider)
+  virtual void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) = 0;
+  // tokens[r] drawn from logits[r] (f32 [R, V]) under params[r] (raw SamplingParams bytes, u8).
+  virtual void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) = 0;
+};
+
+Ops& cpu_ops();
+Ops& cuda_ops();  // throws ERR_NO_CUDA_DEVICE where there is none
+Ops& ops_for(Device d);
+
+}  // namespace e3
