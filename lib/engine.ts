@@ -2,10 +2,13 @@
  * Engine: one target model (optionally with an EAGLE-3 draft), its tokenizer and scheduler.
  * generate() streams chunks; complete() collects them.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { Eagle3Error, ErrorCode, invalidArgument } from "./errors.js";
+import { readEosTokenIds } from "./model/generation-config.js";
 import { Scheduler } from "./batch/scheduler.js";
 import type { FinishReason } from "./batch/sequence.js";
-import type { TargetConfig } from "./model/config.js";
+import { type TargetConfig, readTargetConfig } from "./model/config.js";
 import type { LoadProgress } from "./model/load-weights.js";
 import { TargetModel } from "./model/target.js";
 import { type DeviceName, native } from "./native.js";
@@ -17,7 +20,10 @@ import { StopMatcher } from "./stop-matcher.js";
 export interface EngineOptions {
   /** Hugging Face model directory (config.json, *.safetensors, tokenizer files). */
   model: string;
-  /** Directory of tokenizer.json / tokenizer_config.json when the model directory lacks them. */
+  /**
+   * Directory of tokenizer.json / tokenizer_config.json when the model directory lacks them. Without
+   * either, the engine takes token ids only ({ tokens }) and streams no text.
+   */
   tokenizer?: string;
   /** "cuda" when a usable GPU is present, else "cpu" (the reference path, for tiny models). */
   device?: DeviceName;
@@ -83,9 +89,10 @@ export class Engine {
 
   private constructor(
     readonly target: TargetModel,
-    readonly tokenizer: Tokenizer,
+    readonly tokenizer: Tokenizer | undefined,
     private readonly scheduler: Scheduler,
     readonly maxContext: number,
+    private readonly eosTokenIds: readonly number[],
   ) {}
 
   static async load(options: EngineOptions): Promise<Engine> {
@@ -97,8 +104,9 @@ export class Engine {
     const maxBatch = positiveInt("maxBatch", options.maxBatch, device === "cuda" ? 64 : 4);
     const maxStepTokens = positiveInt("maxStepTokens", options.maxStepTokens, device === "cuda" ? 2048 : 256);
     const maxQueued = nonNegativeInt("maxQueued", options.maxQueued, 1024);
-    const tokenizer = await Tokenizer.fromDir(model, { tokenizerDir: optionalString("tokenizer", options.tokenizer) });
-    const { readTargetConfig } = await import("./model/config.js");
+    const tokenizerDir = optionalString("tokenizer", options.tokenizer);
+    const tokenizer = tokenizerDir || existsSync(join(model, "tokenizer.json")) ? await Tokenizer.fromDir(model, { tokenizerDir }) : undefined;
+    const eos = tokenizer ? tokenizer.eosTokenIds : await readEosTokenIds(model);
     const { config } = await readTargetConfig(model, { strict: options.strictConfig ?? true });
     const maxContext = positiveInt("maxContext", options.maxContext, Math.min(config.maxPositionEmbeddings, 8192));
     if (maxContext > config.maxPositionEmbeddings)
@@ -106,9 +114,9 @@ export class Engine {
     const numPages = Math.ceil(maxContext / pageSize) * maxBatch;
     const target = await TargetModel.load(model, {
       device, maxStepTokens, numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
-    });
+    }, config);
     const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued });
-    return new Engine(target, tokenizer, scheduler, maxContext);
+    return new Engine(target, tokenizer, scheduler, maxContext, eos);
   }
 
   get config(): TargetConfig {
@@ -157,16 +165,16 @@ export class Engine {
     if (prompt.length >= this.maxContext)
       throw invalidArgument(`the prompt has ${prompt.length} tokens; the context holds ${this.maxContext} (prompt + completion)`);
     const maxNew = Math.min(o.maxTokens, this.maxContext - prompt.length);
-    const stopTokens = new Set(o.ignoreEos ? [] : this.tokenizer.eosTokenIds);
+    const stopTokens = new Set(o.ignoreEos ? [] : this.eosTokenIds);
     const seq = this.scheduler.submit(prompt, maxNew, o.sampling, stopTokens);
     const onAbort = () => this.scheduler.cancel(seq);
     o.signal?.addEventListener("abort", onAbort, { once: true });
-    const detok = new StreamingDetokenizer(this.tokenizer);
+    const detok = this.tokenizer ? new StreamingDetokenizer(this.tokenizer) : undefined;
     const stop = new StopMatcher(o.stop);
     try {
       for await (const ev of seq.events) {
-        let piece = detok.push(ev.tokens.filter((t) => !stopTokens.has(t)));
-        if (ev.finishReason) piece += detok.flush();
+        let piece = detok?.push(ev.tokens.filter((t) => !stopTokens.has(t))) ?? "";
+        if (ev.finishReason && detok) piece += detok.flush();
         const { text, stopped } = stop.push(piece);
         if (stopped) {
           yield { text, tokens: ev.tokens, finishReason: "stop" };
@@ -198,8 +206,8 @@ export class Engine {
   }
 
   private encode(input: GenerateInput, enableThinking?: boolean): number[] {
-    if (typeof input === "string") return this.tokenizer.encode(input);
-    if (Array.isArray(input)) return this.tokenizer.encodeChat(input, { addGenerationPrompt: true, enableThinking });
+    if (typeof input === "string") return this.needTokenizer().encode(input);
+    if (Array.isArray(input)) return this.needTokenizer().encodeChat(input, { addGenerationPrompt: true, enableThinking });
     if (input && Array.isArray((input as { tokens: unknown }).tokens)) {
       const ids = (input as { tokens: number[] }).tokens;
       const bad = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= this.config.vocabSize);
@@ -207,6 +215,12 @@ export class Engine {
       return ids;
     }
     throw invalidArgument("input must be a string, an array of chat messages, or { tokens: number[] }");
+  }
+
+  private needTokenizer(): Tokenizer {
+    if (!this.tokenizer)
+      throw new Eagle3Error(ErrorCode.BAD_TOKENIZER, `${this.target.source} has no tokenizer.json and no tokenizer option was given: pass { tokens } or a tokenizer directory`);
+    return this.tokenizer;
   }
 
   private checkLive(): void {

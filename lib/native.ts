@@ -83,12 +83,15 @@ export interface NativeStep {
   sampling?: Uint8Array;
   wantLogits?: boolean;
   wantHidden?: boolean;
+  /** Return the device time of forward + sampling (synchronises; for benchmarks). */
+  wantTiming?: boolean;
 }
 
 export interface NativeStepResult {
   tokens?: Int32Array;
   logits?: Float32Array;
   hidden?: Float32Array;
+  deviceMs?: number;
 }
 
 export interface NativeQwenModel {
@@ -104,6 +107,44 @@ export interface NativeQwenModelOptions {
   maxTokens: number;
   numPages: number;
   pageSize: number;
+  /** Replay decode steps from captured CUDA graphs (default true). */
+  cudaGraphs?: boolean;
+}
+
+/** Layout tensors of one attention call (see AttentionLayout in native/runtime/ops.h). */
+export interface NativeAttentionLayout {
+  numSeqs: number;
+  numTokens: number;
+  pageSize: number;
+  maxPages: number;
+  maxQLen: number;
+  maxKvLen: number;
+  qStart: NativeTensor;
+  kvLen: NativeTensor;
+  pageTable: NativeTensor;
+  tokenSeq: NativeTensor;
+  slots: NativeTensor;
+  treeMask?: NativeTensor;
+}
+
+/** One backend's ops on tensors of its device, run synchronously (kernel tests and timings). */
+export interface NativeOps {
+  embedding(ids: NativeTensor, table: NativeTensor, out: NativeTensor): void;
+  rmsnorm(x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor): void;
+  addRmsnorm(residual: NativeTensor, x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor): void;
+  linear(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, out: NativeTensor): void;
+  qkvRopeStore(
+    qkv: NativeTensor, qNorm: NativeTensor | null, kNorm: NativeTensor | null, eps: number, positions: NativeTensor,
+    rotaryDim: number, theta: number, layout: NativeAttentionLayout, qOut: NativeTensor, kCache: NativeTensor, vCache: NativeTensor,
+  ): void;
+  attention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, layout: NativeAttentionLayout, scale: number, out: NativeTensor): void;
+  siluMul(gateUp: NativeTensor, out: NativeTensor): void;
+  gatherRows(x: NativeTensor, rows: NativeTensor, out: NativeTensor): void;
+  copyColumns(src: NativeTensor, dst: NativeTensor, col: number): void;
+  sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;
+  fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;
+  synchronize(): void;
+  setGemmPath(path: "auto" | "gemv" | "cublaslt"): void;
 }
 
 export interface GpuInfo {
@@ -135,9 +176,14 @@ export interface BuildInfo {
 export interface NativeAddon {
   NativeTensor: NativeTensorStatic;
   NativeQwenModel: new (options: NativeQwenModelOptions) => NativeQwenModel;
+  NativeOps: new (device: DeviceName) => NativeOps;
   loadTensors(path: string, entries: LoadEntry[], onProgress?: (bytesDone: number) => void): Promise<void>;
   buildInfo(): BuildInfo;
   cudaStatus(): CudaStatus;
+  /** Device-to-device copy rate, bytes read + written per second (median of reps). */
+  measureCopyBandwidth(bytes: number, reps: number): number;
+  /** bf16 cuBLASLt product rate in FLOP/s (median of reps). */
+  measureGemmFlops(m: number, n: number, k: number, reps: number): number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");

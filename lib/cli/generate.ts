@@ -54,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   if (p.values.json) {
     const c = await engine.complete(input, options);
-    console.log(JSON.stringify({ model: engine.target.dir, device: engine.device, ...c, stats: engine.stats() }, null, 2));
+    console.log(JSON.stringify({ model: engine.target.source, device: engine.device, ...c, stats: engine.stats() }, null, 2));
     return 0;
   }
   for await (const chunk of engine.generate(input, options)) process.stdout.write(chunk.text);

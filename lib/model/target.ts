@@ -3,8 +3,8 @@ import { Eagle3Error, ErrorCode } from "../errors.js";
 import { openCheckpoint } from "./checkpoint.js";
 import { type TargetConfig, readTargetConfig } from "./config.js";
 import { type LoadProgress, loadWeights } from "./load-weights.js";
-import { planQwenWeights } from "./qwen-weights.js";
-import { type DeviceName, type NativeQwenModel, type NativeStep, type NativeStepResult, native } from "../native.js";
+import { planQwenWeights, qwenWeightSpecs } from "./qwen-weights.js";
+import { type DeviceName, type NativeQwenModel, type NativeStep, type NativeStepResult, type NativeTensor, native } from "../native.js";
 
 export interface TargetOptions {
   device: DeviceName;
@@ -21,19 +21,47 @@ export interface TargetOptions {
 
 export class TargetModel {
   private constructor(
-    readonly dir: string,
+    /** Checkpoint directory, or "random:<preset>". */
+    readonly source: string,
     readonly config: TargetConfig,
     readonly options: TargetOptions,
     private readonly model: NativeQwenModel,
   ) {}
 
-  static async load(dir: string, opts: TargetOptions): Promise<TargetModel> {
-    const { config } = await readTargetConfig(dir, { strict: opts.strictConfig ?? true });
+  /** Loads a checkpoint directory; `config` when the caller has already read it. */
+  static async load(dir: string, opts: TargetOptions, config?: TargetConfig): Promise<TargetModel> {
+    config ??= (await readTargetConfig(dir, { strict: opts.strictConfig ?? true })).config;
     const ckpt = await openCheckpoint(dir);
     const plan = planQwenWeights(config, ckpt);
-    const kvBytes = kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device);
-    checkDeviceMemory(opts.device, plan.bytes + kvBytes, dir);
-    const w = await loadWeights(plan, opts.device, opts.onProgress);
+    checkDeviceMemory(opts.device, plan.bytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), dir);
+    return TargetModel.create(dir, config, opts, await loadWeights(plan, opts.device, opts.onProgress));
+  }
+
+  /** Random bf16 weights of `config`'s shapes, generated on the device from `seed`. */
+  static random(name: string, config: TargetConfig, opts: TargetOptions, seed = 0): TargetModel {
+    const specs = qwenWeightSpecs(config);
+    checkDeviceMemory(opts.device, weightBytes(config) + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), name);
+    const addon = native();
+    const ops = new addon.NativeOps(opts.device);
+    const weights = new Map<string, NativeTensor>();
+    try {
+      specs.forEach((s, i) => {
+        const shape = [...s.parts[0][1]];
+        shape[0] = s.parts.reduce((n, [, sh]) => n + sh[0], 0);
+        const t = addon.NativeTensor.empty("bf16", shape, opts.device);
+        weights.set(s.key, t);
+        const [mean, std] = s.kind === "norm" ? [1, 0.05] : [0, 0.02];
+        ops.fillNormal(t, seed * 1000003 + i, mean, std);
+      });
+      ops.synchronize();
+    } catch (err) {
+      for (const t of weights.values()) t.dispose();
+      throw err;
+    }
+    return TargetModel.create(`random:${name}`, config, opts, weights);
+  }
+
+  private static create(source: string, config: TargetConfig, opts: TargetOptions, w: Map<string, NativeTensor>): TargetModel {
     try {
       const get = (k: string) => w.get(k)!;
       const model = new (native().NativeQwenModel)({
@@ -73,11 +101,16 @@ export class TargetModel {
           })),
         },
       });
-      return new TargetModel(dir, config, opts, model);
+      return new TargetModel(source, config, opts, model);
     } finally {
       // The native model holds its own references; the JS handles can go now.
       for (const t of w.values()) t.dispose();
     }
+  }
+
+  /** Weight bytes the device reads per forward step. */
+  get weightBytes(): number {
+    return weightBytes(this.config);
   }
 
   step(step: NativeStep): Promise<NativeStepResult> {
@@ -89,22 +122,27 @@ export class TargetModel {
   }
 }
 
+/** bf16 bytes of every weight the forward reads (a tied embedding counted once). */
+export function weightBytes(cfg: TargetConfig): number {
+  return qwenWeightSpecs(cfg).reduce((n, s) => n + 2 * s.parts.reduce((m, [, sh]) => m + sh.reduce((a, b) => a * b, 1), 0), 0);
+}
+
 /** KV bytes for `pages` pages: K and V of every layer, in the device's activation type. */
 export function kvCacheBytes(cfg: TargetConfig, pages: number, pageSize: number, device: DeviceName): number {
   const elem = device === "cuda" ? 2 : 4;
   return 2 * cfg.numLayers * pages * pageSize * cfg.numKvHeads * cfg.headDim * elem;
 }
 
-function checkDeviceMemory(device: DeviceName, needed: number, dir: string): void {
+function checkDeviceMemory(device: DeviceName, needed: number, what: string): void {
   if (device !== "cuda") return;
   const st = native().cudaStatus();
   if (st.error || st.gpus.length === 0)
-    throw new Eagle3Error(ErrorCode.NO_CUDA_DEVICE, `no usable CUDA device for ${dir}: ${st.error ?? "none found"}`);
+    throw new Eagle3Error(ErrorCode.NO_CUDA_DEVICE, `no usable CUDA device for ${what}: ${st.error ?? "none found"}`);
   const free = st.gpus[0].freeBytes;
   if (needed > free)
     throw new Eagle3Error(
       ErrorCode.OUT_OF_MEMORY,
-      `${dir} needs ${gib(needed)} GiB on ${st.gpus[0].name} (weights + KV cache) but only ${gib(free)} GiB is free`,
+      `${what} needs ${gib(needed)} GiB on ${st.gpus[0].name} (weights + KV cache) but only ${gib(free)} GiB is free`,
     );
 }
 

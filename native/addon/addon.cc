@@ -9,9 +9,12 @@ namespace e3js {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TensorWrap::Init(env, exports);
   InitModel(env, exports);
+  InitOps(env, exports);
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors, "loadTensors"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
+  exports.Set("measureCopyBandwidth", Napi::Function::New(env, MeasureCopyBandwidth, "measureCopyBandwidth"));
+  exports.Set("measureGemmFlops", Napi::Function::New(env, MeasureGemmFlops, "measureGemmFlops"));
   return exports;
 }
 

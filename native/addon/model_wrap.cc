@@ -49,6 +49,7 @@ e3::HostStep parse_step(const Napi::Object& o) {
   if (!raw.empty()) std::memcpy(s.sampling.data(), raw.data(), raw.size());
   s.want_logits = get_bool(o, "wantLogits", false);
   s.want_hidden = get_bool(o, "wantHidden", false);
+  s.want_timing = get_bool(o, "wantTiming", false);
   return s;
 }
 
@@ -76,6 +77,7 @@ class StepWorker : public Napi::AsyncWorker {
     if (!result_.tokens.empty()) out.Set("tokens", copy_out<int32_t, Napi::Int32Array>(env, result_.tokens));
     if (!result_.logits.empty()) out.Set("logits", copy_out<float, Napi::Float32Array>(env, result_.logits));
     if (!result_.hidden.empty()) out.Set("hidden", copy_out<float, Napi::Float32Array>(env, result_.hidden));
+    if (result_.device_ms >= 0) out.Set("deviceMs", result_.device_ms);
     deferred_.Resolve(out);
   }
   void OnError(const Napi::Error&) override { deferred_.Reject(make_error(Env(), code_.c_str(), message_).Value()); }
@@ -167,7 +169,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       eo.max_tokens = int(get_int(o, "maxTokens", 512));
       eo.num_pages = int(get_int(o, "numPages", 0, true));
       eo.page_size = int(get_int(o, "pageSize", 16));
-      state_->exec = std::make_unique<e3::Executor>(e3::ops_for(dev), parse_config(arg_object(o.Get("config"), "config")),
+      eo.graphs = get_bool(o, "cudaGraphs", true);
+      state_->exec = std::make_unique<e3::Executor>(e3::make_ops(dev), parse_config(arg_object(o.Get("config"), "config")),
                                                     parse_weights(arg_object(o.Get("weights"), "weights")), eo);
       return 0;
     });
@@ -195,7 +198,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("disposed", state_->exec == nullptr);
     if (state_->exec) {
       o.Set("kvBytes", double(state_->exec->kv().bytes()));
-      o.Set("numPages", state_->exec->kv().num_pages);
+      o.Set("numPages", state_->exec->pages());
       o.Set("pageSize", state_->exec->kv().page_size);
     }
     return o;

@@ -1,4 +1,7 @@
 #include "cpu/cpu_ops.h"
+
+#include <chrono>
+
 #include "runtime/error.h"
 
 namespace e3 {
@@ -12,15 +15,15 @@ float load_f32(const Tensor& t, int64_t i) {
   }
 }
 
+static double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void CpuOps::timer_start() { start_ms_ = now_ms(); }
+double CpuOps::timer_stop_ms() { return now_ms() - start_ms_; }
+
 void expect_cpu(const Tensor& t, const char* what) {
   E3_ARG(t.device() == Device::CPU, std::string(what) + ": the CPU backend needs host tensors, got " + t.describe());
 }
-
-Ops& cpu_ops() {
-  static CpuOps ops;
-  return ops;
-}
-
-Ops& ops_for(Device d) { return d == Device::CPU ? cpu_ops() : cuda_ops(); }
 
 }  // namespace e3

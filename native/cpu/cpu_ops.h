@@ -22,6 +22,13 @@ class CpuOps final : public Ops {
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
+  void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
+  void upload(const Tensor& dst, const void* src, size_t bytes) override { copy_from_host(dst, 0, src, bytes); }
+  void timer_start() override;
+  double timer_stop_ms() override;
+
+ private:
+  double start_ms_ = 0;
 };
 
 // Reads element i of a float tensor of any float dtype as f32.

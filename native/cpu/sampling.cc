@@ -9,38 +9,38 @@
 
 namespace e3 {
 
-// transformers' order: temperature, top-k, top-p (drop the tokens whose ascending cumulative
-// probability is <= 1 - top_p, keeping at least one), softmax, then one draw by inverse CDF over
-// the kept tokens sorted by descending probability (ties by ascending id).
+// transformers' filters in its order: temperature, top-k, top-p (keep the most likely tokens
+// until their mass reaches top_p, at least one). The draw is then one inverse-CDF step over the
+// kept tokens in ascending id order, as the CUDA kernel does, so both pick the same token for the
+// same uniform number.
 static int32_t sample_row(const float* logits, int64_t V, const SamplingParams& sp) {
   if (sp.temperature <= 0) return int32_t(std::max_element(logits, logits + V) - logits);
+  float mx = *std::max_element(logits, logits + V);
+  std::vector<double> z(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) z[size_t(i)] = std::exp(double(logits[i] - mx) / sp.temperature);
   std::vector<int32_t> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
   size_t keep = size_t(V);
-  if (sp.top_k > 0) keep = std::min(keep, size_t(sp.top_k));
-  std::vector<double> prob(keep);
-  double mx = logits[order[0]] / sp.temperature, sum = 0;
-  for (size_t i = 0; i < keep; ++i) sum += prob[i] = std::exp(double(logits[order[i]]) / sp.temperature - mx);
-  for (double& p : prob) p /= sum;
-  if (sp.top_p < 1.0f) {
-    // Ascending cumulative mass from the least likely kept token upward.
-    double cum = 0;
-    size_t cut = keep;
-    for (size_t i = keep; i-- > 1;) {
-      cum += prob[i];
-      if (cum <= 1.0 - double(sp.top_p)) cut = i;
-      else break;
-    }
-    keep = cut;
-    sum = 0;
-    for (size_t i = 0; i < keep; ++i) sum += prob[i];
-    for (size_t i = 0; i < keep; ++i) prob[i] /= sum;
+  if (sp.top_k > 0 && size_t(sp.top_k) < keep) {  // ties with the k-th value stay, as in transformers
+    keep = size_t(sp.top_k);
+    while (keep < size_t(V) && logits[order[keep]] == logits[order[keep - 1]]) ++keep;
   }
-  double u = uniform01(sp.seed, sp.counter, 0), acc = 0;
-  for (size_t i = 0; i < keep; ++i)
-    if (u < (acc += prob[i])) return order[i];
-  return order[keep - 1];
+  if (sp.top_p < 1.0f) {
+    double total = 0, mass = 0;
+    for (size_t i = 0; i < keep; ++i) total += z[size_t(order[i])];
+    size_t n = 0;
+    while (n < keep && mass < double(sp.top_p) * total) mass += z[size_t(order[n++])];
+    keep = std::max<size_t>(1, n);
+  }
+  std::vector<int32_t> kept(order.begin(), order.begin() + long(keep));
+  std::sort(kept.begin(), kept.end());
+  double total = 0;
+  for (int32_t id : kept) total += z[size_t(id)];
+  double target = double(uniform01(sp.seed, sp.counter, 0)) * total, acc = 0;
+  for (int32_t id : kept)
+    if ((acc += z[size_t(id)]) > target) return id;
+  return kept.back();
 }
 
 void CpuOps::sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) {

@@ -4,7 +4,10 @@
 // use act_dtype() (f32 on the CPU, bf16 on CUDA), weights are bf16, logits f32.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
 
+#include "runtime/sampling_params.h"
 #include "runtime/tensor.h"
 
 namespace e3 {
@@ -27,16 +30,6 @@ struct AttentionLayout {
   Tensor tree_mask;      // i64 [T] bit j: token sees new token j of its sequence; undefined = causal
 };
 
-// Per-row sampling parameters. temperature <= 0 means greedy (argmax, lowest index on ties).
-struct SamplingParams {
-  float temperature;
-  int32_t top_k;         // <= 0: no top-k
-  float top_p;           // >= 1: no top-p
-  int32_t pad;
-  uint64_t seed;
-  uint64_t counter;      // position of this draw in the request's random stream
-};
-static_assert(sizeof(SamplingParams) == 32, "SamplingParams is uploaded as raw bytes");
 
 class Ops {
  public:
@@ -70,12 +63,23 @@ class Ops {
   virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
   // dst[:, col : col + src.cols] = src (same rows; dst may be wider)
   virtual void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) = 0;
+  // Host bytes into a device tensor, ordered with the backend's other work.
+  virtual void upload(const Tensor& dst, const void* src, size_t bytes) = 0;
+  // Records the work `body` issues as a replayable graph and returns its id, or -1 where the
+  // backend has no graphs (then nothing was recorded and the caller runs eagerly).
+  virtual int capture(const std::function<void()>& body) { return -1; }
+  virtual void replay(int graph) {}
+
+  // Device time between the two calls, in ms (events on CUDA, a host clock on the CPU).
+  virtual void timer_start() = 0;
+  virtual double timer_stop_ms() = 0;
+  // t[i] = mean + std · N(0,1) from (seed, i): random weights of real shapes, same on every backend.
+  virtual void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) = 0;
   // tokens[r] drawn from logits[r] (f32 [R, V]) under params[r] (raw SamplingParams bytes, u8).
   virtual void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) = 0;
 };
 
-Ops& cpu_ops();
-Ops& cuda_ops();  // throws ERR_NO_CUDA_DEVICE where there is none
-Ops& ops_for(Device d);
+// A backend instance of its own (CUDA: its own stream); throws ERR_NO_CUDA_DEVICE where none is usable.
+std::unique_ptr<Ops> make_ops(Device d);
 
 }  // namespace e3

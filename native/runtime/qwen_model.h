@@ -31,6 +31,7 @@ struct StepTensors {
   Tensor tokens, positions;  // i32 [T]
   AttentionLayout layout;
   Tensor logit_rows;         // i32 [R]: which tokens' logits to compute
+  Tensor sampling;           // u8 [R · 32]: SamplingParams of each row (empty: no sampling)
   Tensor logits;             // f32 [R, V]
   Tensor hidden;             // act [T, C·H] for C capture layers (undefined when C = 0)
 };

@@ -6,10 +6,13 @@
 
 namespace e3 {
 
-Executor::Executor(Ops& ops, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& o)
-    : ops_(ops), model_(ops, std::move(cfg), std::move(weights), o.max_tokens) {
+Executor::Executor(std::unique_ptr<Ops> backend, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& o)
+    : ops_(std::move(backend)), model_(*ops_, std::move(cfg), std::move(weights), o.max_tokens),
+      graphs_(o.graphs && ops_->device() == Device::CUDA), scratch_page_(o.num_pages) {
+  Ops& ops = *ops_;
   const QwenConfig& c = model_.config();
-  kv_ = KvCache::allocate(ops.device(), ops.act_dtype(), c.layers, o.num_pages, o.page_size, c.kv_heads, c.head_dim);
+  E3_ARG(o.num_pages > 0, "the KV cache needs at least one page");
+  kv_ = KvCache::allocate(ops.device(), ops.act_dtype(), c.layers, o.num_pages + 1, o.page_size, c.kv_heads, c.head_dim);
   logits_ = Tensor::empty(ops.device(), DType::F32, {o.max_tokens, c.vocab});
   if (!c.capture_layers.empty())
     hidden_ = Tensor::empty(ops.device(), ops.act_dtype(), {o.max_tokens, int64_t(c.capture_layers.size()) * c.hidden});
@@ -41,15 +44,16 @@ void Executor::validate(const HostStep& s) const {
                " new tokens and " + std::to_string(s.max_pages) + " pages of " + std::to_string(kv_.page_size));
     for (int p = 0; p < (s.kv_len[i] + kv_.page_size - 1) / kv_.page_size; ++p) {
       int page = s.page_table[i * size_t(s.max_pages) + size_t(p)];
-      E3_ARG(page >= 0 && page < kv_.num_pages, seq + ": page " + std::to_string(page) + " outside the pool of " +
-                                                    std::to_string(kv_.num_pages));
+      E3_ARG(page >= 0 && page < scratch_page_, seq + ": page " + std::to_string(page) + " outside the pool of " +
+                                                    std::to_string(scratch_page_));
     }
     if (!s.tree_mask.empty()) {
       E3_ARG(q_len <= 64, seq + ": a tree mask covers at most 64 new tokens, got " + std::to_string(q_len));
       for (int j = 0; j < q_len; ++j) {
         uint64_t m = uint64_t(s.tree_mask[size_t(s.q_start[i] + j)]);
-        E3_ARG((q_len == 64 || (m >> q_len) == 0) && ((m >> j) & 1u),
-               seq + ": tree mask of new token " + std::to_string(j) + " must see itself and only its sequence");
+        // Nodes come in topological order: each sees itself and only earlier nodes.
+        E3_ARG((j == 63 || (m >> (j + 1)) == 0) && ((m >> j) & 1u),
+               seq + ": tree mask of new token " + std::to_string(j) + " must see itself and only earlier tokens");
       }
     }
   }
@@ -60,14 +64,44 @@ void Executor::validate(const HostStep& s) const {
   E3_ARG(!s.want_hidden || hidden_.defined(), "hidden states were asked for but the model captures no layers");
 }
 
-// All integer inputs travel in one arena so a device step needs a single upload.
-StepResult Executor::run(const HostStep& s) {
-  validate(s);
-  const QwenConfig& c = model_.config();
+namespace {
+
+// Decode batches are padded up to one of these sizes so a few captured graphs serve every batch.
+constexpr int kBatchBuckets[] = {1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256};
+
+int round_up_pow2(int x, int lo) {
+  int p = lo;
+  while (p < x) p *= 2;
+  return p;
+}
+
+}  // namespace
+
+// The host side of one step: every integer input packed into one arena (so a device step needs a
+// single upload), with the offset of each part.
+struct Executor::Staged {
+  struct Part { DType dt; Shape shape; size_t offset; };
+  std::vector<char> bytes;
+  std::vector<Part> parts;
+  AttentionLayout layout;  // host scalars only; tensors are bound to the arena by bind()
+  int64_t T = 0, R = 0;
+};
+
+Executor::Staged Executor::stage(const HostStep& s) const {
   int64_t T = int64_t(s.tokens.size()), S = int64_t(s.kv_len.size()), R = int64_t(s.logit_rows.size());
   std::vector<int32_t> token_seq(static_cast<size_t>(T)), slots(static_cast<size_t>(T));
+  Staged st;
+  st.T = T;
+  st.R = R;
+  AttentionLayout& L = st.layout;
+  L.num_seqs = int(S);
+  L.num_tokens = int(T);
+  L.page_size = kv_.page_size;
+  L.max_pages = s.max_pages;
   for (int64_t i = 0; i < S; ++i) {
     int q0 = s.q_start[size_t(i)], q_len = s.q_start[size_t(i) + 1] - q0, first = s.kv_len[size_t(i)] - q_len;
+    L.max_q_len = std::max(L.max_q_len, q_len);
+    L.max_kv_len = std::max(L.max_kv_len, s.kv_len[size_t(i)]);
     for (int j = 0; j < q_len; ++j) {
       int ctx = first + j;
       token_seq[size_t(q0 + j)] = int32_t(i);
@@ -75,68 +109,136 @@ StepResult Executor::run(const HostStep& s) {
                               ctx % kv_.page_size;
     }
   }
-  struct Part { const void* src; size_t bytes; DType dt; Shape shape; size_t offset; };
-  std::vector<Part> parts = {
-      {s.tokens.data(), size_t(T) * 4, DType::I32, {T}, 0},
-      {s.positions.data(), size_t(T) * 4, DType::I32, {T}, 0},
-      {s.q_start.data(), size_t(S + 1) * 4, DType::I32, {S + 1}, 0},
-      {s.kv_len.data(), size_t(S) * 4, DType::I32, {S}, 0},
-      {s.page_table.data(), s.page_table.size() * 4, DType::I32, {S, s.max_pages}, 0},
-      {token_seq.data(), size_t(T) * 4, DType::I32, {T}, 0},
-      {slots.data(), size_t(T) * 4, DType::I32, {T}, 0},
-      {s.logit_rows.data(), size_t(R) * 4, DType::I32, {R}, 0},
-      {s.tree_mask.data(), s.tree_mask.size() * 8, DType::I64, {int64_t(s.tree_mask.size())}, 0},
+  struct Src { const void* p; size_t bytes; DType dt; Shape shape; };
+  const Src srcs[] = {
+      {s.tokens.data(), size_t(T) * 4, DType::I32, {T}},
+      {s.positions.data(), size_t(T) * 4, DType::I32, {T}},
+      {s.q_start.data(), size_t(S + 1) * 4, DType::I32, {S + 1}},
+      {s.kv_len.data(), size_t(S) * 4, DType::I32, {S}},
+      {s.page_table.data(), s.page_table.size() * 4, DType::I32, {S, s.max_pages}},
+      {token_seq.data(), size_t(T) * 4, DType::I32, {T}},
+      {slots.data(), size_t(T) * 4, DType::I32, {T}},
+      {s.logit_rows.data(), size_t(R) * 4, DType::I32, {R}},
+      {s.tree_mask.data(), s.tree_mask.size() * 8, DType::I64, {int64_t(s.tree_mask.size())}},
       {s.sampling.data(), s.sampling.size() * sizeof(SamplingParams), DType::U8,
-       {int64_t(s.sampling.size() * sizeof(SamplingParams))}, 0},
+       {int64_t(s.sampling.size() * sizeof(SamplingParams))}},
   };
   size_t total = 0;
-  for (Part& p : parts) {
-    p.offset = total;
-    total += (p.bytes + 15) / 16 * 16;
+  for (const Src& x : srcs) {
+    st.parts.push_back({x.dt, x.shape, total});
+    total += (x.bytes + 15) / 16 * 16;
   }
-  std::vector<char> host(total);
-  for (const Part& p : parts)
-    if (p.bytes) std::memcpy(host.data() + p.offset, p.src, p.bytes);
-  if (!arena_.defined() || arena_.nbytes() < total) arena_ = Tensor::empty(ops_.device(), DType::U8, {int64_t(total)});
-  copy_from_host(arena_, 0, host.data(), total);
-  auto at = [&](size_t i) { return Tensor(arena_.buffer(), parts[i].offset, parts[i].dt, parts[i].shape); };
+  st.bytes.assign(total, 0);
+  for (size_t i = 0; i < st.parts.size(); ++i)
+    if (srcs[i].bytes) std::memcpy(st.bytes.data() + st.parts[i].offset, srcs[i].p, srcs[i].bytes);
+  return st;
+}
 
+StepTensors Executor::bind(const Staged& st, const Tensor& arena, bool tree) const {
+  auto at = [&](size_t i) { return Tensor(arena.buffer(), st.parts[i].offset, st.parts[i].dt, st.parts[i].shape); };
   StepTensors io;
   io.tokens = at(0);
   io.positions = at(1);
-  AttentionLayout& L = io.layout;
-  L.num_seqs = int(S);
-  L.num_tokens = int(T);
-  L.page_size = kv_.page_size;
-  L.max_pages = s.max_pages;
-  for (int64_t i = 0; i < S; ++i) {
-    L.max_q_len = std::max(L.max_q_len, s.q_start[size_t(i) + 1] - s.q_start[size_t(i)]);
-    L.max_kv_len = std::max(L.max_kv_len, s.kv_len[size_t(i)]);
-  }
-  L.q_start = at(2);
-  L.kv_len = at(3);
-  L.page_table = at(4);
-  L.token_seq = at(5);
-  L.slots = at(6);
-  if (!s.tree_mask.empty()) L.tree_mask = at(8);
+  io.layout = st.layout;
+  io.layout.q_start = at(2);
+  io.layout.kv_len = at(3);
+  io.layout.page_table = at(4);
+  io.layout.token_seq = at(5);
+  io.layout.slots = at(6);
+  if (tree) io.layout.tree_mask = at(8);
   io.logit_rows = at(7);
-  io.logits = logits_.rows(0, R);
-  if (hidden_.defined()) io.hidden = hidden_.rows(0, T);
-  model_.forward(io, kv_);
+  io.sampling = at(9);
+  io.logits = logits_.rows(0, st.R);
+  if (hidden_.defined()) io.hidden = hidden_.rows(0, st.T);
+  return io;
+}
 
+void Executor::compute(const StepTensors& io, bool sample) {
+  model_.forward(io, kv_);
+  if (sample) ops_->sample(io.logits, io.sampling, sampled_.rows(0, io.logits.dim(0)));
+}
+
+StepResult Executor::run(const HostStep& s) {
+  validate(s);
+  bool decode = graphs_ && s.tree_mask.empty() && !s.sampling.empty() && s.q_start.back() == int(s.kv_len.size()) &&
+                s.logit_rows.size() == s.kv_len.size();
+  for (size_t i = 0; decode && i < s.logit_rows.size(); ++i) decode = s.logit_rows[i] == int(i);
   StepResult out;
+  if (decode && int(s.kv_len.size()) <= kBatchBuckets[std::size(kBatchBuckets) - 1] &&
+      int(s.kv_len.size()) <= model_.max_tokens()) {
+    run_graph(s, out);
+  } else {
+    Staged st = stage(s);
+    if (!arena_.defined() || arena_.nbytes() < st.bytes.size())
+      arena_ = Tensor::empty(ops_->device(), DType::U8, {int64_t(st.bytes.size())});
+    ops_->upload(arena_, st.bytes.data(), st.bytes.size());
+    StepTensors io = bind(st, arena_, !s.tree_mask.empty());
+    if (s.want_timing) ops_->timer_start();
+    compute(io, !s.sampling.empty());
+    if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
+  }
+  download(s, out);
+  return out;
+}
+
+// A decode step (one new token and one sample per sequence) padded to a batch bucket, replayed
+// from a graph captured the first time its (batch, context, page-table) bucket is seen. Padding
+// sequences decode token 0 into the scratch page past the pool, which no sequence owns.
+void Executor::run_graph(const HostStep& s, StepResult& out) {
+  int S = int(s.kv_len.size());
+  int B = *std::lower_bound(std::begin(kBatchBuckets), std::end(kBatchBuckets), S);
+  B = std::min(B, model_.max_tokens());
+  int max_kv = *std::max_element(s.kv_len.begin(), s.kv_len.end());
+  int kb = round_up_pow2(max_kv, 256);
+  int width = round_up_pow2(std::max(s.max_pages, (kb + kv_.page_size - 1) / kv_.page_size), 1);
+  HostStep p;
+  p.tokens = s.tokens;
+  p.positions = s.positions;
+  p.kv_len = s.kv_len;
+  p.sampling = s.sampling;
+  p.tokens.resize(size_t(B), 0);
+  p.positions.resize(size_t(B), 0);
+  p.kv_len.resize(size_t(B), 1);
+  p.sampling.resize(size_t(B), SamplingParams{0, 0, 1, 0, 0, 0});
+  p.q_start.resize(size_t(B) + 1);
+  p.logit_rows.resize(size_t(B));
+  for (int i = 0; i <= B; ++i) p.q_start[size_t(i)] = i;
+  for (int i = 0; i < B; ++i) p.logit_rows[size_t(i)] = i;
+  p.max_pages = width;
+  p.page_table.assign(size_t(B) * width, scratch_page_);
+  for (int i = 0; i < S; ++i)
+    std::copy_n(s.page_table.begin() + size_t(i) * s.max_pages, s.max_pages, p.page_table.begin() + size_t(i) * width);
+  Staged st = stage(p);
+  st.layout.max_kv_len = kb;  // the graph serves every context up to its bucket
+  GraphKey key{B, kb, width};
+  auto it = graphs_by_key_.find(key);
+  if (it == graphs_by_key_.end()) {
+    Tensor arena = Tensor::empty(ops_->device(), DType::U8, {int64_t(st.bytes.size())});
+    StepTensors io = bind(st, arena, false);
+    ops_->upload(arena, st.bytes.data(), st.bytes.size());
+    compute(io, true);  // warm-up: sizes workspaces and plans before capture
+    int id = ops_->capture([&] { compute(io, true); });
+    it = graphs_by_key_.emplace(key, GraphEntry{arena, id}).first;
+  }
+  ops_->upload(it->second.arena, st.bytes.data(), st.bytes.size());
+  if (s.want_timing) ops_->timer_start();
+  ops_->replay(it->second.graph);
+  if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
+}
+
+void Executor::download(const HostStep& s, StepResult& out) {
+  const QwenConfig& c = model_.config();
+  size_t T = s.tokens.size(), R = s.logit_rows.size();
   if (!s.sampling.empty()) {
-    Tensor tok = sampled_.rows(0, R);
-    ops_.sample(io.logits, at(9), tok);
-    out.tokens.resize(size_t(R));
-    copy_to_host(tok, 0, out.tokens.data(), size_t(R) * 4);
+    out.tokens.resize(R);
+    copy_to_host(sampled_, 0, out.tokens.data(), R * 4);
   }
   if (s.want_logits) {
-    out.logits.resize(size_t(R * c.vocab));
-    copy_to_host(io.logits, 0, out.logits.data(), out.logits.size() * 4);
+    out.logits.resize(R * size_t(c.vocab));
+    copy_to_host(logits_, 0, out.logits.data(), out.logits.size() * 4);
   }
   if (s.want_hidden) {
-    Tensor h = io.hidden;
+    Tensor h = hidden_.rows(0, int64_t(T));
     out.hidden.resize(size_t(h.numel()));
     if (h.dtype() == DType::F32) {
       copy_to_host(h, 0, out.hidden.data(), h.nbytes());
@@ -146,7 +248,6 @@ StepResult Executor::run(const HostStep& s) {
       convert_elements(raw.data(), h.dtype(), out.hidden.data(), DType::F32, raw.size());
     }
   }
-  return out;
 }
 
 }  // namespace e3

@@ -2,7 +2,9 @@
 // executor that uploads it in one copy, runs the model and samples.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "runtime/kv_cache.h"
@@ -19,33 +21,56 @@ struct HostStep {
   std::vector<int64_t> tree_mask;          // [T] or empty (causal)
   std::vector<int32_t> logit_rows;         // [R]
   std::vector<SamplingParams> sampling;    // [R] or empty (no sampling)
-  bool want_logits = false, want_hidden = false;
+  bool want_logits = false, want_hidden = false, want_timing = false;
 };
 
 struct StepResult {
   std::vector<int32_t> tokens;  // [R] when sampling was asked for
   std::vector<float> logits;    // [R · V] when want_logits
   std::vector<float> hidden;    // [T · C·H] when want_hidden
+  double device_ms = -1;        // forward + sampling on the device, when want_timing
 };
 
 struct ExecutorOptions {
   int max_tokens = 512;  // tokens per step
   int num_pages = 0, page_size = 16;
+  bool graphs = true;    // replay decode steps from captured graphs where the backend can
 };
 
 class Executor {
  public:
-  Executor(Ops& ops, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& opts);
+  Executor(std::unique_ptr<Ops> ops, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& opts);
   StepResult run(const HostStep& step);
   const QwenConfig& config() const { return model_.config(); }
   const KvCache& kv() const { return kv_; }
+  int pages() const { return scratch_page_; }
 
  private:
+  struct Staged;
+  struct GraphKey {
+    int batch, kv_bucket, pages;
+    bool operator<(const GraphKey& o) const {
+      return std::tie(batch, kv_bucket, pages) < std::tie(o.batch, o.kv_bucket, o.pages);
+    }
+  };
+  struct GraphEntry {
+    Tensor arena;  // the inputs the graph reads, at a fixed address
+    int graph;
+  };
   void validate(const HostStep& s) const;
-  Ops& ops_;
+  Staged stage(const HostStep& s) const;
+  StepTensors bind(const Staged& st, const Tensor& arena, bool tree) const;
+  void compute(const StepTensors& io, bool sample);
+  void run_graph(const HostStep& s, StepResult& out);
+  void download(const HostStep& s, StepResult& out);
+
+  std::unique_ptr<Ops> ops_;
   QwenModel model_;
-  KvCache kv_;
-  Tensor logits_, hidden_, sampled_, arena_;  // arena_: the step's inputs, grown on demand
+  KvCache kv_;  // the batch layer's pages, plus one scratch page for graph padding
+  bool graphs_;
+  int scratch_page_;  // index of the scratch page = the pages the batch layer may use
+  Tensor logits_, hidden_, sampled_, arena_;  // arena_: eager steps' inputs, grown on demand
+  std::map<GraphKey, GraphEntry> graphs_by_key_;
 };
 
 }  // namespace e3

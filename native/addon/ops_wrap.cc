@@ -1,0 +1,154 @@
+// JS class NativeOps: one backend's ops on NativeTensors, synchronously. This is how tests check
+// every CUDA kernel against the CPU reference, and how benchmarks time single kernels.
+#include <memory>
+
+#include "addon/entry_points.h"
+#include "addon/js_error.h"
+#include "addon/tensor_wrap.h"
+#include "runtime/cuda_util.h"
+#include "runtime/error.h"
+#include "runtime/ops.h"
+#if EAGLE3_WITH_CUDA
+#include "runtime/cuda/cuda_ops.h"
+#endif
+
+namespace e3js {
+
+namespace {
+
+const e3::Tensor& T(const Napi::CallbackInfo& info, size_t i, const char* what) { return TensorWrap::From(info[i], what); }
+
+const e3::Tensor* opt_tensor(const Napi::Value& v, const char* what) {
+  return v.IsUndefined() || v.IsNull() ? nullptr : &TensorWrap::From(v, what);
+}
+
+float F(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) e3::fail(e3::Code::InvalidArgument, "argument " + std::to_string(i) + " must be a number");
+  return info[i].As<Napi::Number>().FloatValue();
+}
+
+e3::AttentionLayout parse_layout(const Napi::Value& v) {
+  Napi::Object o = arg_object(v, "layout");
+  e3::AttentionLayout L;
+  L.num_seqs = int(get_int(o, "numSeqs", 0, true));
+  L.num_tokens = int(get_int(o, "numTokens", 0, true));
+  L.page_size = int(get_int(o, "pageSize", 0, true));
+  L.max_pages = int(get_int(o, "maxPages", 0, true));
+  L.max_q_len = int(get_int(o, "maxQLen", 0, true));
+  L.max_kv_len = int(get_int(o, "maxKvLen", 0, true));
+  L.q_start = TensorWrap::From(o.Get("qStart"), "layout.qStart");
+  L.kv_len = TensorWrap::From(o.Get("kvLen"), "layout.kvLen");
+  L.page_table = TensorWrap::From(o.Get("pageTable"), "layout.pageTable");
+  L.token_seq = TensorWrap::From(o.Get("tokenSeq"), "layout.tokenSeq");
+  L.slots = TensorWrap::From(o.Get("slots"), "layout.slots");
+  if (const e3::Tensor* m = opt_tensor(o.Get("treeMask"), "layout.treeMask")) L.tree_mask = *m;
+  return L;
+}
+
+class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function f = DefineClass(env, "NativeOps", {
+        InstanceMethod<&OpsWrap::Embedding>("embedding"),
+        InstanceMethod<&OpsWrap::Rmsnorm>("rmsnorm"),
+        InstanceMethod<&OpsWrap::AddRmsnorm>("addRmsnorm"),
+        InstanceMethod<&OpsWrap::Linear>("linear"),
+        InstanceMethod<&OpsWrap::QkvRopeStore>("qkvRopeStore"),
+        InstanceMethod<&OpsWrap::Attention>("attention"),
+        InstanceMethod<&OpsWrap::SiluMul>("siluMul"),
+        InstanceMethod<&OpsWrap::GatherRows>("gatherRows"),
+        InstanceMethod<&OpsWrap::CopyColumns>("copyColumns"),
+        InstanceMethod<&OpsWrap::Sample>("sample"),
+        InstanceMethod<&OpsWrap::FillNormal>("fillNormal"),
+        InstanceMethod<&OpsWrap::Synchronize>("synchronize"),
+        InstanceMethod<&OpsWrap::SetGemmPath>("setGemmPath"),
+    });
+    exports.Set("NativeOps", f);
+  }
+
+  // new NativeOps("cpu" | "cuda")
+  explicit OpsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpsWrap>(info) {
+    guard(info.Env(), [&] {
+      if (!info[0].IsString()) e3::fail(e3::Code::InvalidArgument, "new NativeOps(device)");
+      ops_ = e3::make_ops(parse_device(info[0].As<Napi::String>()));
+      return 0;
+    });
+  }
+
+ private:
+  template <class F>
+  Napi::Value run(const Napi::CallbackInfo& info, F&& f) {
+    return guard(info.Env(), [&] {
+      f(*ops_);
+      return info.Env().Undefined();
+    });
+  }
+  Napi::Value Embedding(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.embedding(T(i, 0, "ids"), T(i, 1, "table"), T(i, 2, "out")); });
+  }
+  Napi::Value Rmsnorm(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.rmsnorm(T(i, 0, "x"), T(i, 1, "w"), F(i, 2), T(i, 3, "out")); });
+  }
+  Napi::Value AddRmsnorm(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.add_rmsnorm(T(i, 0, "residual"), T(i, 1, "x"), T(i, 2, "w"), F(i, 3), T(i, 4, "out")); });
+  }
+  Napi::Value Linear(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.linear(T(i, 0, "x"), T(i, 1, "w"), opt_tensor(i[2], "bias"), T(i, 3, "out")); });
+  }
+  // qkvRopeStore(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, qOut, kCache, vCache)
+  Napi::Value QkvRopeStore(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.qkv_rope_store(T(i, 0, "qkv"), opt_tensor(i[1], "qNorm"), opt_tensor(i[2], "kNorm"), F(i, 3), T(i, 4, "positions"),
+                       int(F(i, 5)), F(i, 6), parse_layout(i[7]), T(i, 8, "qOut"), T(i, 9, "kCache"), T(i, 10, "vCache"));
+    });
+  }
+  // attention(q, kCache, vCache, layout, scale, out)
+  Napi::Value Attention(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.attention(T(i, 0, "q"), T(i, 1, "kCache"), T(i, 2, "vCache"), parse_layout(i[3]), F(i, 4), T(i, 5, "out"));
+    });
+  }
+  Napi::Value SiluMul(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.silu_mul(T(i, 0, "gateUp"), T(i, 1, "out")); });
+  }
+  Napi::Value GatherRows(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.gather_rows(T(i, 0, "x"), T(i, 1, "rows"), T(i, 2, "out")); });
+  }
+  Napi::Value CopyColumns(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.copy_columns(T(i, 0, "src"), T(i, 1, "dst"), int64_t(F(i, 2))); });
+  }
+  Napi::Value Sample(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.sample(T(i, 0, "logits"), T(i, 1, "params"), T(i, 2, "tokens")); });
+  }
+  // fillNormal(t, seed, mean, std)
+  Napi::Value FillNormal(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.fill_normal(T(i, 0, "t"), uint64_t(F(i, 1)), F(i, 2), F(i, 3)); });
+  }
+  Napi::Value Synchronize(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+#if EAGLE3_WITH_CUDA
+      if (auto* c = dynamic_cast<e3::CudaOps*>(&o)) c->synchronize();
+#endif
+    });
+  }
+  // setGemmPath("auto" | "gemv" | "cublaslt"): pins the product path, for kernel tests and timings.
+  Napi::Value SetGemmPath(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      std::string p = i[0].IsString() ? i[0].As<Napi::String>().Utf8Value() : "";
+      if (p != "auto" && p != "gemv" && p != "cublaslt")
+        e3::fail(e3::Code::InvalidArgument, "gemm path must be \"auto\", \"gemv\" or \"cublaslt\"");
+#if EAGLE3_WITH_CUDA
+      if (auto* c = dynamic_cast<e3::CudaOps*>(&o))
+        c->set_gemm_path(p == "gemv" ? e3::GemmPath::Gemv : p == "cublaslt" ? e3::GemmPath::CublasLt : e3::GemmPath::Auto);
+#endif
+    });
+  }
+
+  std::unique_ptr<e3::Ops> ops_;
+};
+
+}  // namespace
+
+void InitOps(Napi::Env env, Napi::Object exports) { OpsWrap::Init(env, exports); }
+
+}  // namespace e3js

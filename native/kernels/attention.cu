@@ -1,0 +1,348 @@
+#include <algorithm>
+
+#include "kernels/attention.cuh"
+#include "kernels/device.cuh"
+
+namespace e3k {
+
+namespace {
+
+constexpr int BM = 64;      // query rows (token × grouped head) per block: 4 warps × 16
+constexpr int BN = 64;      // KV positions per iteration
+constexpr int kWarps = 4;
+constexpr int kMinSplitLen = 256;
+
+struct RowInfo {
+  int q0, q_len, kv_len, prefix;
+};
+
+__device__ __forceinline__ RowInfo seq_info(const AttentionArgs& a, int s) {
+  RowInfo r;
+  r.q0 = a.q_start[s];
+  r.q_len = a.q_start[s + 1] - r.q0;
+  r.kv_len = a.kv_len[s];
+  r.prefix = r.kv_len - r.q_len;
+  return r;
+}
+
+// Whether new token i (of its sequence) sees context position p.
+__device__ __forceinline__ bool visible(const AttentionArgs& a, const RowInfo& r, int i, int p) {
+  if (p >= r.kv_len) return false;
+  int n = p - r.prefix;
+  if (n < 0) return true;
+  if (a.tree_mask) return (uint64_t(a.tree_mask[r.q0 + i]) >> n) & 1u;
+  return n <= i;
+}
+
+__device__ __forceinline__ int64_t slot_of(const AttentionArgs& a, int s, int p) {
+  int page = a.page_table[int64_t(s) * a.max_pages + p / a.page_size];
+  return int64_t(page) * a.page_size + p % a.page_size;
+}
+
+// KV range [begin, end) of split z for a sequence of kv_len positions and n splits.
+__device__ __forceinline__ void split_range(int kv_len, int splits, int z, int& begin, int& end) {
+  int chunk = ((kv_len + splits - 1) / splits + BN - 1) / BN * BN;
+  begin = z * chunk;
+  end = min(kv_len, begin + chunk);
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Tensor-core flash attention. Block (tile, kv head, split): 64 query rows of one sequence's
+// (token, head-in-group) pairs against one KV head over one range of context positions.
+// Without splits it writes the normalised output; with splits it writes unnormalised partials
+// (o, max, sum) that attention_combine merges.
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArgs a, int tiles_per_seq, int splits) {
+  constexpr int LD = D + 8;  // padded smem rows: ldmatrix rows land in distinct banks
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sK = sQ + BM * LD;
+  bf16* sV = sK + BN * LD;
+
+  const int s = blockIdx.x / tiles_per_seq, tile = blockIdx.x % tiles_per_seq, kvh = blockIdx.y, z = blockIdx.z;
+  const int g = a.heads / a.kv_heads;
+  const RowInfo r = seq_info(a, s);
+  const int rows = r.q_len * g, row0 = tile * BM;
+  if (row0 >= rows) return;
+  int begin, end;
+  split_range(r.kv_len, splits, z, begin, end);
+  // Causal/tree visibility never reaches past the last token of this tile.
+  const int last_token = min(r.q_len - 1, (row0 + BM - 1) / g);
+  end = min(end, r.prefix + last_token + 1);
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+  constexpr int CH = D / 8;  // 16-byte chunks per row
+
+  // Q tile → smem (rows past the sequence are zero).
+  for (int c = tid; c < BM * CH; c += blockDim.x) {
+    int row = c / CH, col = (c % CH) * 8, gr = row0 + row;
+    bool ok = gr < rows;
+    int tok = ok ? gr / g : 0, head = kvh * g + (ok ? gr % g : 0);
+    cp_async16(sQ + row * LD + col, a.q + (int64_t(r.q0 + tok) * a.heads + head) * D + col, ok);
+  }
+  cp_async_commit();
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int my_row[2] = {row0 + warp * 16 + gid, row0 + warp * 16 + gid + 8};
+  const int my_tok[2] = {my_row[0] / g, my_row[1] / g};
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+
+  for (int kv0 = begin; kv0 < end; kv0 += BN) {
+    __syncthreads();  // previous iteration's smem reads are done
+    for (int c = tid; c < BN * CH; c += blockDim.x) {
+      int row = c / CH, col = (c % CH) * 8, p = kv0 + row;
+      bool ok = p < end;
+      int64_t off = ok ? (slot_of(a, s, p) * a.kv_heads + kvh) * D + col : 0;
+      cp_async16(sK + row * LD + col, a.k_cache + off, ok);
+      cp_async16(sV + row * LD + col, a.v_cache + off, ok);
+    }
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+
+    // S = Q Kᵀ for this warp's 16 rows × 64 positions.
+    float sc[BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < D; k += 16) {
+      uint32_t qa[4];
+      ldmatrix_x4(qa, sQ + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + k + (lane >> 4) * 8);
+#pragma unroll
+      for (int j = 0; j < BN / 8; j += 2) {
+        uint32_t kb[4];  // n-tiles j, j+1 × k halves
+        ldmatrix_x4(kb, sK + ((j + (lane >> 4)) * 8 + (lane & 7)) * LD + k + ((lane >> 3) & 1) * 8);
+        mma16816(sc[j], qa, kb[0], kb[1]);
+        mma16816(sc[j + 1], qa, kb[2], kb[3]);
+      }
+    }
+
+    // Mask, then online softmax (base 2). Each thread holds rows gid and gid+8.
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        int h = e >> 1, p = kv0 + j * 8 + tig * 2 + (e & 1);
+        bool ok = my_row[h] < rows && visible(a, r, my_tok[h], p);
+        sc[j][e] = ok ? sc[j][e] * scale_log2 : -INFINITY;
+        mx[h] = fmaxf(mx[h], sc[j][e]);
+      }
+    float corr[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      float m_new = fmaxf(m[h], mx[h]);
+      corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
+      m[h] = m_new;
+      l[h] *= corr[h];
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][0] *= corr[0];
+      o[j][1] *= corr[0];
+      o[j][2] *= corr[1];
+      o[j][3] *= corr[1];
+    }
+    uint32_t pa[BN / 16][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float base = m[e >> 1] == -INFINITY ? 0.0f : m[e >> 1];
+        p[e] = exp2f(sc[j][e] - base);
+        l[e >> 1] += p[e];
+      }
+      pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+      pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+    }
+
+    // O += P V
+#pragma unroll
+    for (int k = 0; k < BN / 16; ++k) {
+#pragma unroll
+      for (int j = 0; j < D / 8; j += 2) {
+        uint32_t vb[4];  // k halves × n-tiles j, j+1 (transposed load)
+        ldmatrix_x4_trans(vb, sV + (k * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (j + (lane >> 4)) * 8);
+        mma16816(o[j], pa[k], vb[0], vb[1]);
+        mma16816(o[j + 1], pa[k], vb[2], vb[3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+  for (int h = 0; h < 2; ++h) {
+    if (my_row[h] >= rows) continue;
+    int64_t out_row = int64_t(r.q0 + my_tok[h]) * a.heads + kvh * g + my_row[h] % g;
+    if (splits == 1) {
+      float inv = l[h] > 0 ? 1.0f / l[h] : 0.0f;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+        *reinterpret_cast<__nv_bfloat162*>(a.out + out_row * D + j * 8 + tig * 2) =
+            __floats2bfloat162_rn(o[j][h * 2] * inv, o[j][h * 2 + 1] * inv);
+    } else {
+      float* po = a.workspace + (int64_t(z) * a.tokens * a.heads + out_row) * (D + 2);
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        po[j * 8 + tig * 2] = o[j][h * 2];
+        po[j * 8 + tig * 2 + 1] = o[j][h * 2 + 1];
+      }
+      if (tig == 0) {
+        po[D] = m[h];
+        po[D + 1] = l[h];
+      }
+    }
+  }
+}
+
+// Merges split partials: one warp per (token, head).
+__global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
+  int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= int64_t(a.tokens) * a.heads) return;
+  int64_t stride = int64_t(a.tokens) * a.heads * (d + 2);
+  const float* p = a.workspace + row * (d + 2);
+  float mx = -INFINITY;
+  for (int z = 0; z < splits; ++z) mx = fmaxf(mx, p[z * stride + d]);
+  float w[64];  // splits are capped at 64
+  float denom = 0.0f;
+  for (int z = 0; z < splits; ++z) {
+    float mz = p[z * stride + d];
+    w[z] = mz == -INFINITY ? 0.0f : exp2f(mz - mx);
+    denom += w[z] * p[z * stride + d + 1];
+  }
+  float inv = denom > 0 ? 1.0f / denom : 0.0f;
+  for (int i = lane; i < d; i += 32) {
+    float acc = 0.0f;
+    for (int z = 0; z < splits; ++z) acc += w[z] * p[z * stride + i];
+    a.out[row * d + i] = __float2bfloat16(acc * inv);
+  }
+}
+
+// Any head size, one warp per (token, head), positions in sequence: the path for odd head sizes
+// (tiny test models). Written for clarity, not speed.
+__global__ void attention_simple_kernel(AttentionArgs a) {
+  int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= int64_t(a.tokens) * a.heads) return;
+  int t = int(row / a.heads), head = int(row % a.heads), kvh = head / (a.heads / a.kv_heads), d = a.head_dim;
+  int s = 0;
+  while (a.q_start[s + 1] <= t) ++s;
+  RowInfo r = seq_info(a, s);
+  int i = t - r.q0;
+  constexpr int kMaxPerLane = 8;  // head_dim <= 256
+  float q[kMaxPerLane], o[kMaxPerLane];
+  for (int e = 0; e < kMaxPerLane; ++e) {
+    int x = lane + 32 * e;
+    q[e] = x < d ? __bfloat162float(a.q[row * d + x]) : 0.0f;
+    o[e] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int p = 0; p < r.kv_len; ++p) {
+    if (!visible(a, r, i, p)) continue;
+    int64_t base = (slot_of(a, s, p) * a.kv_heads + kvh) * d;
+    float dot = 0.0f;
+    for (int e = 0; e < kMaxPerLane; ++e) {
+      int x = lane + 32 * e;
+      if (x < d) dot += q[e] * __bfloat162float(a.k_cache[base + x]);
+    }
+    float sc = warp_sum(dot) * a.scale;
+    float m_new = fmaxf(m, sc), corr = __expf(m - m_new), w = __expf(sc - m_new);
+    l = l * corr + w;
+    for (int e = 0; e < kMaxPerLane; ++e) {
+      int x = lane + 32 * e;
+      o[e] = o[e] * corr + (x < d ? w * __bfloat162float(a.v_cache[base + x]) : 0.0f);
+    }
+    m = m_new;
+  }
+  float inv = l > 0 ? 1.0f / l : 0.0f;
+  for (int e = 0; e < kMaxPerLane; ++e) {
+    int x = lane + 32 * e;
+    if (x < d) a.out[row * d + x] = __float2bfloat16(o[e] * inv);
+  }
+}
+
+bool use_mma(int d) { return d == 64 || d == 128; }
+
+int tiles_per_seq(const AttentionArgs& a) { return int(ceil_div(int64_t(a.max_q_len) * (a.heads / a.kv_heads), BM)); }
+
+// Enough blocks for two waves; never splits shorter than kMinSplitLen positions.
+int num_splits(const AttentionArgs& a) {
+  int blocks = a.num_seqs * tiles_per_seq(a) * a.kv_heads;
+  int want = int(ceil_div(2 * int64_t(a.sm_count), blocks));
+  int most = std::max(1, a.max_kv_len / kMinSplitLen);
+  return std::max(1, std::min({want, most, 64}));
+}
+
+template <int D>
+cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
+  int tiles = tiles_per_seq(a), splits = num_splits(a);
+  size_t smem = size_t(BM + 2 * BN) * (D + 8) * sizeof(bf16);
+  cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (e != cudaSuccess) return e;
+  dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
+  attention_mma_kernel<D><<<grid, kWarps * 32, smem, s>>>(a, tiles, splits);
+  if (splits > 1) {
+    int64_t rows = int64_t(a.tokens) * a.heads;
+    attention_combine_kernel<<<ceil_div(rows, 4), 128, 0, s>>>(a, splits, D);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t attention_workspace_floats(const AttentionArgs& a) {
+  if (!use_mma(a.head_dim)) return 0;
+  int splits = num_splits(a);
+  return splits > 1 ? size_t(splits) * a.tokens * a.heads * (a.head_dim + 2) : 0;
+}
+
+cudaError_t attention(const AttentionArgs& a, cudaStream_t s) {
+  if (a.tokens == 0) return cudaSuccess;
+  if (a.head_dim > 256 || a.heads % a.kv_heads) return cudaErrorInvalidValue;
+  if (a.head_dim == 64) return launch_mma<64>(a, s);
+  if (a.head_dim == 128) return launch_mma<128>(a, s);
+  int64_t rows = int64_t(a.tokens) * a.heads;
+  attention_simple_kernel<<<ceil_div(rows, 4), 128, 0, s>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace e3k

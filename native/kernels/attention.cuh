@@ -1,0 +1,32 @@
+// Attention over the paged KV cache for any mix of prefill chunks, decode tokens and speculative
+// trees: every query token sees its sequence's cached prefix plus the new tokens its mask allows
+// (causal by default, or a tree mask: bit j = sees new token j). GQA heads of one KV head are
+// packed into the same tile so each K/V element is loaded once per group.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kernels/types.h"
+
+namespace e3k {
+
+struct AttentionArgs {
+  const bf16* q;             // [T, nh, d]
+  const bf16* k_cache;       // [slots, nkv, d]
+  const bf16* v_cache;
+  const int32_t* q_start;    // [S+1]
+  const int32_t* kv_len;     // [S]
+  const int32_t* page_table; // [S, max_pages]
+  const int64_t* tree_mask;  // [T] or null (causal)
+  bf16* out;                 // [T, nh, d]
+  int num_seqs, tokens, heads, kv_heads, head_dim, page_size, max_pages;
+  int max_q_len, max_kv_len; // host-side bounds for the launch
+  float scale;
+  int sm_count;
+  float* workspace;          // split-KV partials; attention_workspace_floats() of them
+};
+
+// Floats of workspace the launch needs for these bounds (0 when it needs none).
+size_t attention_workspace_floats(const AttentionArgs& a);
+cudaError_t attention(const AttentionArgs& a, cudaStream_t s);
+
+}  // namespace e3k

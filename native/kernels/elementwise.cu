@@ -1,0 +1,61 @@
+#include "kernels/elementwise.cuh"
+#include "kernels/device.cuh"
+
+namespace e3k {
+
+__global__ void embedding_kernel(const int32_t* ids, const bf16* table, bf16* out, int hidden) {
+  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(table + int64_t(ids[blockIdx.x]) * hidden);
+  Bf16x8* dst = reinterpret_cast<Bf16x8*>(out + int64_t(blockIdx.x) * hidden);
+  for (int i = threadIdx.x; i < hidden / 8; i += blockDim.x) dst[i] = src[i];
+}
+
+__global__ void embedding_kernel_scalar(const int32_t* ids, const bf16* table, bf16* out, int hidden) {
+  const bf16* src = table + int64_t(ids[blockIdx.x]) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[int64_t(blockIdx.x) * hidden + i] = src[i];
+}
+
+cudaError_t embedding(const int32_t* ids, const bf16* table, bf16* out, int tokens, int hidden, cudaStream_t s) {
+  if (hidden % 8 == 0) embedding_kernel<<<tokens, 128, 0, s>>>(ids, table, out, hidden);
+  else embedding_kernel_scalar<<<tokens, 128, 0, s>>>(ids, table, out, hidden);
+  return cudaGetLastError();
+}
+
+__global__ void silu_mul_kernel(const bf16* gate_up, bf16* out, int inter) {
+  int64_t t = blockIdx.y;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inter; i += gridDim.x * blockDim.x) {
+    float g = __bfloat162float(gate_up[t * 2 * inter + i]), u = __bfloat162float(gate_up[t * 2 * inter + inter + i]);
+    out[t * inter + i] = __float2bfloat16(rbf(g / (1.0f + __expf(-g))) * u);
+  }
+}
+
+cudaError_t silu_mul(const bf16* gate_up, bf16* out, int tokens, int inter, cudaStream_t s) {
+  dim3 grid(ceil_div(inter, 256 * 4), tokens);
+  silu_mul_kernel<<<grid, 256, 0, s>>>(gate_up, out, inter);
+  return cudaGetLastError();
+}
+
+__global__ void gather_rows_kernel(const char* x, const int32_t* rows, char* out, int64_t row_bytes) {
+  const char* src = x + int64_t(rows[blockIdx.x]) * row_bytes;
+  char* dst = out + int64_t(blockIdx.x) * row_bytes;
+  if (row_bytes % 16 == 0) {
+    for (int64_t i = threadIdx.x; i < row_bytes / 16; i += blockDim.x)
+      reinterpret_cast<uint4*>(dst)[i] = reinterpret_cast<const uint4*>(src)[i];
+  } else {
+    for (int64_t i = threadIdx.x; i < row_bytes; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+cudaError_t gather_rows(const void* x, const int32_t* rows, void* out, int n, int64_t row_bytes, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  gather_rows_kernel<<<n, 128, 0, s>>>(static_cast<const char*>(x), rows, static_cast<char*>(out), row_bytes);
+  return cudaGetLastError();
+}
+
+cudaError_t copy_columns(const void* src, void* dst, int rows, int64_t cols, int64_t dst_cols, int64_t col, int es,
+                         cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  return cudaMemcpy2DAsync(static_cast<char*>(dst) + col * es, size_t(dst_cols * es), src, size_t(cols * es),
+                           size_t(cols * es), size_t(rows), cudaMemcpyDeviceToDevice, s);
+}
+
+}  // namespace e3k

@@ -1,0 +1,16 @@
+// Decode-shaped products out[M, N] = x[M, K] · W[N, K]ᵀ (+ bias) for M ≤ 8: one warp per weight
+// row, each weight element read once and used for all M tokens. Memory bound by design.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kernels/types.h"
+
+namespace e3k {
+
+constexpr int kGemvMaxM = 8;
+
+// out is bf16 (out_f32 null) or f32 (out null). K must be a multiple of 8.
+cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
+                 cudaStream_t s);
+
+}  // namespace e3k

@@ -1,0 +1,59 @@
+#include "kernels/rope.cuh"
+#include "kernels/device.cuh"
+
+namespace e3k {
+
+constexpr int kWarps = 4;
+constexpr int kMaxHeadDim = 256;
+
+// One block per token, one warp per head at a time. The head goes through shared memory so each
+// lane can read its rotation partner.
+__global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
+  __shared__ float buf[kWarps][kMaxHeadDim];
+  int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int d = a.head_dim, half = a.rotary_dim / 2, total = a.heads + 2 * a.kv_heads;
+  float pos = float(a.positions[t]);
+  int64_t slot = a.slots[t];
+  float* h = buf[warp];
+  for (int head = warp; head < total; head += kWarps) {
+    const bf16* src = a.qkv + (int64_t(t) * total + head) * d;
+    bool is_q = head < a.heads, is_v = head >= a.heads + a.kv_heads;
+    bf16* dst = is_q ? a.q_out + (int64_t(t) * a.heads + head) * d
+                     : (is_v ? a.v_cache : a.k_cache) + (slot * a.kv_heads + (head - a.heads - (is_v ? a.kv_heads : 0))) * d;
+    const bf16* norm = is_q ? a.q_norm : is_v ? nullptr : a.k_norm;
+    float ss = 0.0f;
+    for (int i = lane; i < d; i += 32) {
+      float v = __bfloat162float(src[i]);
+      h[i] = v;
+      ss += v * v;
+    }
+    __syncwarp();
+    if (norm) {
+      float inv = rsqrtf(warp_sum(ss) / float(d) + a.eps);
+      for (int i = lane; i < d; i += 32) h[i] = rbf(__bfloat162float(norm[i]) * rbf(h[i] * inv));
+      __syncwarp();
+    }
+    for (int i = lane; i < d; i += 32) {
+      float out = h[i];
+      if (!is_v && i < 2 * half) {
+        int j = i < half ? i : i - half;
+        float inv_freq = 1.0f / powf(a.theta, float(2 * j) / float(a.rotary_dim));
+        float sn, cs;
+        sincosf(pos * inv_freq, &sn, &cs);
+        float rot = i < half ? -h[i + half] : h[i - half];
+        out = rbf(out * rbf(cs)) + rbf(rot * rbf(sn));
+      }
+      dst[i] = __float2bfloat16(out);
+    }
+    __syncwarp();
+  }
+}
+
+cudaError_t qkv_rope_store(const QkvRopeArgs& a, cudaStream_t s) {
+  if (a.head_dim > kMaxHeadDim) return cudaErrorInvalidValue;
+  if (a.tokens == 0) return cudaSuccess;
+  qkv_rope_store_kernel<<<a.tokens, kWarps * 32, 0, s>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace e3k

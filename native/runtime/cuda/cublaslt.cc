@@ -1,0 +1,157 @@
+#include "runtime/cuda/cublaslt.h"
+
+#include <dlfcn.h>
+#include <library_types.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "runtime/error.h"
+
+namespace e3 {
+
+namespace {
+
+// The subset of cublasLt.h used here; values as the header defines them.
+using Handle = void*;
+using Desc = void*;
+using Layout = void*;
+using Pref = void*;
+struct Algo {
+  uint64_t data[8];
+};
+struct Heuristic {
+  Algo algo;
+  size_t workspace_size;
+  int state;
+  float waves;
+  int reserved[4];
+};
+constexpr int kCompute32F = 68;
+constexpr int kOpN = 0, kOpT = 1;
+constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPointer = 8;
+constexpr int kEpilogueBias = 4;
+constexpr int kPrefMaxWorkspace = 1;
+
+struct Api {
+  int (*create)(Handle*);
+  int (*desc_create)(Desc*, int, cudaDataType_t);
+  int (*desc_set)(Desc, int, const void*, size_t);
+  int (*desc_destroy)(Desc);
+  int (*layout_create)(Layout*, cudaDataType_t, uint64_t, uint64_t, int64_t);
+  int (*layout_destroy)(Layout);
+  int (*pref_create)(Pref*);
+  int (*pref_set)(Pref, int, const void*, size_t);
+  int (*pref_destroy)(Pref);
+  int (*heuristic)(Handle, Desc, Layout, Layout, Layout, Layout, Pref, int, Heuristic*, int*);
+  int (*matmul)(Handle, Desc, const void*, const void*, Layout, const void*, Layout, const void*, const void*, Layout,
+                void*, Layout, const Algo*, void*, size_t, cudaStream_t);
+  Handle handle = nullptr;
+  std::string error;
+};
+
+template <class F>
+bool sym(void* lib, const char* name, F& f) {
+  f = reinterpret_cast<F>(dlsym(lib, name));
+  return f != nullptr;
+}
+
+Api& api() {
+  static Api a;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* lib = nullptr;
+    for (const char* name : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"})
+      if ((lib = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
+    if (!lib) {
+      a.error = "libcublasLt.so.13/.12 not found on the library path";
+      return;
+    }
+    bool ok = sym(lib, "cublasLtCreate", a.create) && sym(lib, "cublasLtMatmulDescCreate", a.desc_create) &&
+              sym(lib, "cublasLtMatmulDescSetAttribute", a.desc_set) &&
+              sym(lib, "cublasLtMatmulDescDestroy", a.desc_destroy) &&
+              sym(lib, "cublasLtMatrixLayoutCreate", a.layout_create) &&
+              sym(lib, "cublasLtMatrixLayoutDestroy", a.layout_destroy) &&
+              sym(lib, "cublasLtMatmulPreferenceCreate", a.pref_create) &&
+              sym(lib, "cublasLtMatmulPreferenceSetAttribute", a.pref_set) &&
+              sym(lib, "cublasLtMatmulPreferenceDestroy", a.pref_destroy) &&
+              sym(lib, "cublasLtMatmulAlgoGetHeuristic", a.heuristic) && sym(lib, "cublasLtMatmul", a.matmul);
+    if (!ok) {
+      a.error = "libcublasLt lacks an expected symbol";
+      return;
+    }
+    if (a.create(&a.handle) != 0) {
+      a.error = "cublasLtCreate failed";
+      a.handle = nullptr;
+    }
+  });
+  return a;
+}
+
+void check(int status, const char* what) {
+  if (status != 0) fail(Code::Cuda, std::string("cuBLASLt ") + what + " failed with status " + std::to_string(status));
+}
+
+// One descriptor set and its chosen algorithm per problem shape, built once.
+struct Plan {
+  Desc desc;
+  Layout a, b, c;
+  Algo algo;
+  size_t workspace;
+};
+
+}  // namespace
+
+bool cublaslt_available() { return api().handle != nullptr; }
+const char* cublaslt_error() { return api().error.c_str(); }
+
+void cublaslt_linear(const void* x, const void* w, const void* bias, void* out, bool out_f32, int m, int n, int k,
+                     void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  Api& A = api();
+  E3_CHECK(A.handle, Cuda, std::string("cuBLASLt is unavailable: ") + A.error);
+  static std::mutex mu;
+  static std::map<std::tuple<int, int, int, bool, bool, size_t>, Plan> plans;
+  std::unique_lock<std::mutex> lock(mu);
+  auto key = std::make_tuple(m, n, k, out_f32, bias != nullptr, workspace_bytes);
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    // Column-major view: C[N, M] = op(A)[N, K] · B[K, M] with A = W (row-major [N, K], transposed)
+    // and B = x (row-major [M, K]); C is then out in row-major [M, N].
+    Plan p{};
+    cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    check(A.desc_create(&p.desc, kCompute32F, CUDA_R_32F), "MatmulDescCreate");
+    int ta = kOpT, tb = kOpN;
+    check(A.desc_set(p.desc, kDescTransA, &ta, sizeof ta), "set TRANSA");
+    check(A.desc_set(p.desc, kDescTransB, &tb, sizeof tb), "set TRANSB");
+    if (bias) {
+      int epi = kEpilogueBias;
+      check(A.desc_set(p.desc, kDescEpilogue, &epi, sizeof epi), "set EPILOGUE");
+    }
+    check(A.layout_create(&p.a, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout A");
+    check(A.layout_create(&p.b, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout B");
+    check(A.layout_create(&p.c, ct, uint64_t(n), uint64_t(m), n), "layout C");
+    Pref pref;
+    check(A.pref_create(&pref), "PreferenceCreate");
+    check(A.pref_set(pref, kPrefMaxWorkspace, &workspace_bytes, sizeof workspace_bytes), "set workspace");
+    Heuristic h[1] = {};
+    int found = 0;
+    int st = A.heuristic(A.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, h, &found);
+    A.pref_destroy(pref);
+    check(st, "AlgoGetHeuristic");
+    E3_CHECK(found > 0, Cuda, "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+                                  std::to_string(k) + " bf16 product");
+    p.algo = h[0].algo;
+    p.workspace = h[0].workspace_size;
+    it = plans.emplace(key, p).first;
+  }
+  const Plan& p = it->second;  // the lock stays held: the bias pointer lives in the shared descriptor
+  if (bias) check(A.desc_set(p.desc, kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER");
+  float alpha = 1.0f, beta = 0.0f;
+  check(A.matmul(A.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo, workspace, p.workspace,
+                 stream),
+        "Matmul");
+}
+
+}  // namespace e3

@@ -1,0 +1,255 @@
+#include "runtime/cuda/cuda_ops.h"
+
+#include <cstring>
+
+#include "kernels/attention.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/gemv.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/random.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/sampling.cuh"
+#include "runtime/cuda/cublaslt.h"
+#include "runtime/cuda_util.h"
+#include "runtime/error.h"
+
+namespace e3 {
+
+namespace {
+
+constexpr size_t kGemmWorkspaceBytes = 32u << 20;
+
+void check(cudaError_t e, const char* op) {
+  if (e != cudaSuccess) fail(Code::Cuda, std::string(op) + ": " + cudaGetErrorString(e));
+}
+
+void on_gpu(const Tensor& t, DType dt, const char* what) {
+  E3_ARG(t.defined() && t.device() == Device::CUDA, std::string(what) + ": expected a CUDA tensor, got " +
+                                                        (t.defined() ? t.describe() : std::string("nothing")));
+  expect_dtype(t, dt, what);
+}
+
+e3k::bf16* bf(const Tensor& t) { return t.ptr<e3k::bf16>(); }
+
+}  // namespace
+
+CudaOps::CudaOps() {
+  require_cuda_device();
+  check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+  int dev = 0;
+  cudaGetDevice(&dev);
+  check(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
+  check(cudaEventCreate(&start_), "cudaEventCreate");
+  check(cudaEventCreate(&stop_), "cudaEventCreate");
+  gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
+}
+
+CudaOps::~CudaOps() {
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+  for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+  if (pinned_) cudaFreeHost(pinned_);
+  if (start_) cudaEventDestroy(start_);
+  if (stop_) cudaEventDestroy(stop_);
+}
+
+// Through pinned memory so the copy is asynchronous and stream-ordered. The staging buffer is reused
+// only after the step that used it has been waited for (each step ends with a download).
+void CudaOps::upload(const Tensor& dst, const void* src, size_t bytes) {
+  E3_ARG(dst.device() == Device::CUDA && bytes <= dst.nbytes(), "upload: " + std::to_string(bytes) + " bytes into " + dst.describe());
+  if (bytes > pinned_bytes_) {
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    if (pinned_) cudaFreeHost(pinned_);
+    pinned_ = nullptr;
+    pinned_bytes_ = 0;
+    check(cudaMallocHost(&pinned_, bytes * 2), "cudaMallocHost");
+    pinned_bytes_ = bytes * 2;
+  }
+  std::memcpy(pinned_, src, bytes);
+  check(cudaMemcpyAsync(dst.data(), pinned_, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+}
+
+int CudaOps::capture(const std::function<void()>& body) {
+  check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  try {
+    body();
+  } catch (...) {
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream_, &g);
+    if (g) cudaGraphDestroy(g);
+    throw;
+  }
+  cudaGraph_t g = nullptr;
+  check(cudaStreamEndCapture(stream_, &g), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+  cudaGraphDestroy(g);
+  check(e, "cudaGraphInstantiate");
+  graphs_.push_back(exec);
+  return int(graphs_.size()) - 1;
+}
+
+void CudaOps::replay(int graph) {
+  E3_ARG(graph >= 0 && size_t(graph) < graphs_.size(), "no captured graph " + std::to_string(graph));
+  check(cudaGraphLaunch(graphs_[size_t(graph)], stream_), "cudaGraphLaunch");
+}
+
+void CudaOps::timer_start() { check(cudaEventRecord(start_, stream_), "cudaEventRecord"); }
+
+double CudaOps::timer_stop_ms() {
+  check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
+  check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
+  return ms;
+}
+
+void CudaOps::synchronize() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+
+float* CudaOps::attention_workspace(size_t floats) {
+  if (!floats) return nullptr;
+  if (!attn_ws_.defined() || size_t(attn_ws_.numel()) < floats) {
+    if (attn_ws_.defined()) retired_.push_back(attn_ws_);
+    attn_ws_ = Tensor::empty(Device::CUDA, DType::F32, {int64_t(floats)});
+  }
+  return attn_ws_.ptr<float>();
+}
+
+void CudaOps::embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
+  on_gpu(ids, DType::I32, "embedding ids");
+  on_gpu(table, DType::BF16, "embedding table");
+  on_gpu(out, DType::BF16, "embedding out");
+  expect_shape(out, {ids.numel(), table.dim(1)}, "embedding out");
+  check(e3k::embedding(ids.ptr<int32_t>(), bf(table), bf(out), int(ids.numel()), int(table.dim(1)), stream_),
+        "embedding");
+}
+
+void CudaOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+  on_gpu(x, DType::BF16, "rmsnorm x");
+  on_gpu(w, DType::BF16, "rmsnorm w");
+  on_gpu(out, DType::BF16, "rmsnorm out");
+  int64_t n = w.numel();
+  E3_ARG(x.numel() % n == 0 && out.numel() == x.numel(), "rmsnorm: " + x.describe() + " vs " + w.describe());
+  check(e3k::rmsnorm(bf(x), bf(w), bf(out), int(x.numel() / n), int(n), eps, stream_), "rmsnorm");
+}
+
+void CudaOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+  on_gpu(residual, DType::BF16, "add_rmsnorm residual");
+  on_gpu(x, DType::BF16, "add_rmsnorm x");
+  on_gpu(w, DType::BF16, "add_rmsnorm w");
+  on_gpu(out, DType::BF16, "add_rmsnorm out");
+  int64_t n = w.numel();
+  E3_ARG(x.numel() == residual.numel() && x.numel() % n == 0 && out.numel() == x.numel(),
+         "add_rmsnorm: " + residual.describe() + " + " + x.describe() + " vs " + w.describe());
+  check(e3k::add_rmsnorm(bf(residual), bf(x), bf(w), bf(out), int(x.numel() / n), int(n), eps, stream_), "add_rmsnorm");
+}
+
+void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) {
+  on_gpu(x, DType::BF16, "linear x");
+  on_gpu(w, DType::BF16, "linear w");
+  int64_t M = x.dim(0), K = x.dim(-1), N = w.dim(0);
+  E3_ARG(w.rank() == 2 && w.dim(1) == K && x.numel() == M * K, "linear: " + x.describe() + " · " + w.describe());
+  E3_ARG(out.device() == Device::CUDA && (out.dtype() == DType::BF16 || out.dtype() == DType::F32),
+         "linear out must be a bf16 or f32 CUDA tensor, got " + out.describe());
+  expect_shape(out, {M, N}, "linear out");
+  if (bias) {
+    on_gpu(*bias, DType::BF16, "linear bias");
+    E3_ARG(bias->numel() == N, "linear bias " + bias->describe() + " does not match " + w.describe());
+  }
+  if (M == 0) return;
+  bool f32 = out.dtype() == DType::F32;
+  bool gemv = gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && M <= e3k::kGemvMaxM);
+  if (gemv && M <= e3k::kGemvMaxM && K % 8 == 0) {
+    check(e3k::gemv(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out), f32 ? out.ptr<float>() : nullptr,
+                    int(M), int(N), int(K), stream_),
+          "gemv");
+    return;
+  }
+  cublaslt_linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), f32, int(M), int(N), int(K),
+                  gemm_ws_.data(), gemm_ws_.nbytes(), stream_);
+}
+
+void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
+                             const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,
+                             const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
+  on_gpu(qkv, DType::BF16, "qkv_rope_store qkv");
+  on_gpu(positions, DType::I32, "qkv_rope_store positions");
+  on_gpu(q_out, DType::BF16, "qkv_rope_store q_out");
+  on_gpu(k_cache, DType::BF16, "k_cache");
+  on_gpu(v_cache, DType::BF16, "v_cache");
+  int64_t T = qkv.dim(0), nh = q_out.dim(1), d = q_out.dim(2), nkv = k_cache.dim(1);
+  E3_ARG(qkv.dim(1) == (nh + 2 * nkv) * d && q_out.dim(0) == T && d <= 256,
+         "qkv_rope_store: " + qkv.describe() + " does not split into q " + q_out.describe() + " and kv of " +
+             std::to_string(nkv) + " heads (head_dim at most 256)");
+  E3_ARG(rotary_dim > 0 && rotary_dim <= d && rotary_dim % 2 == 0, "qkv_rope_store: bad rotary_dim");
+  if (q_norm) on_gpu(*q_norm, DType::BF16, "q_norm");
+  if (k_norm) on_gpu(*k_norm, DType::BF16, "k_norm");
+  e3k::QkvRopeArgs a{bf(qkv), q_norm ? bf(*q_norm) : nullptr, k_norm ? bf(*k_norm) : nullptr,
+                     positions.ptr<int32_t>(), layout.slots.ptr<int32_t>(), bf(q_out), bf(k_cache), bf(v_cache),
+                     int(T), int(nh), int(nkv), int(d), rotary_dim, eps, rope_theta};
+  check(e3k::qkv_rope_store(a, stream_), "qkv_rope_store");
+}
+
+void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& L,
+                        float scale, const Tensor& out) {
+  on_gpu(q, DType::BF16, "attention q");
+  on_gpu(k_cache, DType::BF16, "attention k_cache");
+  on_gpu(v_cache, DType::BF16, "attention v_cache");
+  on_gpu(out, DType::BF16, "attention out");
+  int64_t T = q.dim(0), nh = q.dim(1), d = q.dim(2), nkv = k_cache.dim(1);
+  E3_ARG(nh % nkv == 0 && d <= 256 && T == L.num_tokens, "attention: " + q.describe() + " over " + k_cache.describe());
+  expect_shape(out, {T, nh, d}, "attention out");
+  e3k::AttentionArgs a{bf(q), bf(k_cache), bf(v_cache), L.q_start.ptr<int32_t>(), L.kv_len.ptr<int32_t>(),
+                       L.page_table.ptr<int32_t>(), L.tree_mask.defined() ? L.tree_mask.ptr<int64_t>() : nullptr,
+                       bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
+                       L.max_kv_len, scale, sm_count_, nullptr};
+  a.workspace = attention_workspace(e3k::attention_workspace_floats(a));
+  check(e3k::attention(a, stream_), "attention");
+}
+
+void CudaOps::silu_mul(const Tensor& gate_up, const Tensor& out) {
+  on_gpu(gate_up, DType::BF16, "silu_mul gate_up");
+  on_gpu(out, DType::BF16, "silu_mul out");
+  int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
+  expect_shape(out, {T, I}, "silu_mul out");
+  check(e3k::silu_mul(bf(gate_up), bf(out), int(T), int(I), stream_), "silu_mul");
+}
+
+void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {
+  on_gpu(rows, DType::I32, "gather_rows rows");
+  E3_ARG(x.device() == Device::CUDA && out.device() == Device::CUDA && x.dtype() == out.dtype() &&
+             out.dim(0) == rows.numel() && out.numel() / out.dim(0) == x.numel() / x.dim(0),
+         "gather_rows: " + x.describe() + " by " + rows.describe() + " into " + out.describe());
+  check(e3k::gather_rows(x.data(), rows.ptr<int32_t>(), out.data(), int(rows.numel()), int64_t(x.nbytes() / x.dim(0)),
+                         stream_),
+        "gather_rows");
+}
+
+void CudaOps::copy_columns(const Tensor& src, const Tensor& dst, int64_t col) {
+  int64_t R = src.dim(0), C = src.numel() / R, D = dst.numel() / dst.dim(0);
+  E3_ARG(src.device() == Device::CUDA && dst.device() == Device::CUDA && src.dtype() == dst.dtype() &&
+             dst.dim(0) == R && col >= 0 && col + C <= D,
+         "copy_columns: " + src.describe() + " into " + dst.describe() + " at column " + std::to_string(col));
+  check(e3k::copy_columns(src.data(), dst.data(), int(R), C, D, col, int(dtype_size(src.dtype())), stream_),
+        "copy_columns");
+}
+
+void CudaOps::sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) {
+  on_gpu(logits, DType::F32, "sample logits");
+  on_gpu(tokens, DType::I32, "sample tokens");
+  int64_t R = logits.dim(0), V = logits.dim(1);
+  E3_ARG(params.device() == Device::CUDA && tokens.numel() == R && params.nbytes() == size_t(R) * sizeof(SamplingParams),
+         "sample: " + std::to_string(R) + " rows need as many params and tokens");
+  check(e3k::sample(logits.ptr<float>(), static_cast<const SamplingParams*>(params.data()), tokens.ptr<int32_t>(),
+                    int(R), int(V), stream_),
+        "sample");
+}
+
+void CudaOps::fill_normal(const Tensor& t, uint64_t seed, float mean, float std) {
+  on_gpu(t, DType::BF16, "fill_normal");
+  check(e3k::fill_normal(bf(t), t.numel(), seed, mean, std, stream_), "fill_normal");
+}
+
+}  // namespace e3

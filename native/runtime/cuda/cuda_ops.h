@@ -1,0 +1,57 @@
+// The CUDA backend: each op checks its tensors and launches the kernel of native/kernels on the
+// backend's own stream. Products with few rows use the GEMV kernel, the rest cuBLASLt.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "runtime/ops.h"
+
+namespace e3 {
+
+enum class GemmPath { Auto, Gemv, CublasLt };
+
+class CudaOps final : public Ops {
+ public:
+  CudaOps();
+  ~CudaOps() override;
+  Device device() const override { return Device::CUDA; }
+  DType act_dtype() const override { return DType::BF16; }
+  cudaStream_t stream() const { return stream_; }
+  void set_gemm_path(GemmPath p) { gemm_path_ = p; }
+  void synchronize();
+
+  void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;
+  void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
+                      const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,
+                      const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) override;
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
+                 float scale, const Tensor& out) override;
+  void silu_mul(const Tensor& gate_up, const Tensor& out) override;
+  void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
+  void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
+  void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
+  void upload(const Tensor& dst, const void* src, size_t bytes) override;
+  int capture(const std::function<void()>& body) override;
+  void replay(int graph) override;
+  void timer_start() override;
+  double timer_stop_ms() override;
+
+ private:
+  float* attention_workspace(size_t floats);
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  int sm_count_ = 0;
+  GemmPath gemm_path_ = GemmPath::Auto;
+  Tensor attn_ws_, gemm_ws_;
+  std::vector<Tensor> retired_;          // buffers captured graphs may still reference
+  std::vector<cudaGraphExec_t> graphs_;
+  void* pinned_ = nullptr;               // staging for uploads
+  size_t pinned_bytes_ = 0;
+};
+
+}  // namespace e3

@@ -1,0 +1,186 @@
+/**
+ * Every CUDA op against the float32 CPU reference on fresh random inputs, odd sizes included,
+ * outputs poisoned (0xFF) before each call so an unwritten element fails the check.
+ */
+import { describe, expect, it } from "vitest";
+import { type NativeOps, type NativeTensor, native } from "../../lib/native.js";
+import { type SeqSpec, deviceLayout, hostLayout, randomTreeMask } from "../helpers/layout.js";
+import { hasCuda, poisoned, randn, relError, rng, roundBf16, tensor, uniform, values } from "../helpers/tensors.js";
+
+const BF16_TOL = 1.2e-2;  // bf16 storage of inputs and outputs; fp32 accumulation
+
+describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kernels (skipped: no CUDA device)", () => {
+  const cpu = () => new (native().NativeOps)("cpu");
+  const gpu = () => new (native().NativeOps)("cuda");
+
+  /** The same bf16-rounded data as a CPU tensor (f32, or bf16 for weights) and a CUDA bf16 tensor. */
+  function pair(data: Float32Array, shape: number[], cpuDtype: "f32" | "bf16" = "f32"): [NativeTensor, NativeTensor] {
+    const d = roundBf16(data);
+    return [tensor(d, cpuDtype, shape, "cpu"), tensor(d, "bf16", shape, "cuda")];
+  }
+
+  function expectClose(got: NativeTensor, want: NativeTensor, tol = BF16_TOL, what = "") {
+    const err = relError(values(got), values(want));
+    expect(err, `${what} relative error ${err}`).toBeLessThan(tol);
+  }
+
+  it.each([1, 7, 111, 989])("rmsnorm and add_rmsnorm, %i rows", (rows) => {
+    const r = rng(rows);
+    for (const n of [64, 2560, 5120]) {
+      const [xc, xg] = pair(randn(rows * n, r, 2), [rows, n]);
+      const [wc, wg] = pair(uniform(n, r, 0.5, 1.5), [n], "bf16");
+      const [oc, og] = [poisoned("f32", [rows, n], "cpu"), poisoned("bf16", [rows, n], "cuda")];
+      cpu().rmsnorm(xc, wc, 1e-6, oc);
+      gpu().rmsnorm(xg, wg, 1e-6, og);
+      expectClose(og, oc, BF16_TOL, `rmsnorm n=${n}`);
+      const [rc, rg] = pair(randn(rows * n, r), [rows, n]);
+      cpu().addRmsnorm(rc, xc, wc, 1e-6, oc);
+      gpu().addRmsnorm(rg, xg, wg, 1e-6, og);
+      expectClose(rg, rc, BF16_TOL, `add_rmsnorm residual n=${n}`);
+      expectClose(og, oc, BF16_TOL, `add_rmsnorm n=${n}`);
+    }
+  });
+
+  it.each([1, 3, 7, 8, 9, 64, 111])("linear, %i rows, both product paths, bias and f32 logits", (m) => {
+    const r = rng(100 + m);
+    for (const [n, k] of [[96, 64], [2560, 2560], [1000, 9728]]) {
+      const [xc, xg] = pair(randn(m * k, r), [m, k]);
+      const [wc, wg] = pair(randn(n * k, r, 0.05), [n, k], "bf16");
+      const [bc, bg] = pair(randn(n, r, 0.1), [n], "bf16");
+      const want = poisoned("f32", [m, n], "cpu");
+      cpu().linear(xc, wc, bc, want);
+      for (const path of ["gemv", "cublaslt"] as const) {
+        if (path === "gemv" && m > 8) continue;
+        const ops = gpu();
+        ops.setGemmPath(path);
+        const got = poisoned("bf16", [m, n], "cuda");
+        ops.linear(xg, wg, bg, got);
+        expectClose(got, want, BF16_TOL, `${path} ${m}x${n}x${k}`);
+        const logits = poisoned("f32", [m, n], "cuda");
+        ops.linear(xg, wg, null, logits);
+        const ref = poisoned("f32", [m, n], "cpu");
+        cpu().linear(xc, wc, null, ref);
+        expectClose(logits, ref, 2e-3, `${path} f32 ${m}x${n}x${k}`);
+      }
+    }
+  });
+
+  it.each([
+    { heads: 32, kv: 8, d: 128, norm: true, rot: 128, tokens: 7 },
+    { heads: 28, kv: 4, d: 128, norm: false, rot: 128, tokens: 111 },
+    { heads: 4, kv: 2, d: 24, norm: true, rot: 24, tokens: 1 },
+    { heads: 16, kv: 2, d: 256, norm: true, rot: 64, tokens: 9 },
+  ])("qkv_rope_store $heads/$kv heads of $d, norm $norm, rotary $rot, $tokens tokens", (c) => {
+    const r = rng(c.d * 7 + c.tokens);
+    const h = hostLayout([{ qLen: c.tokens, kvLen: c.tokens + 300 }], 16, 64, r);
+    const width = (c.heads + 2 * c.kv) * c.d;
+    const [qkvc, qkvg] = pair(randn(c.tokens * width, r), [c.tokens, width]);
+    const norms = c.norm ? [pair(uniform(c.d, r, 0.5, 1.5), [c.d], "bf16"), pair(uniform(c.d, r, 0.5, 1.5), [c.d], "bf16")] : undefined;
+    const positions = Int32Array.from({ length: c.tokens }, () => Math.floor(r() * 40000));
+    const slots = 64 * 16;
+    const run = (ops: NativeOps, dev: "cpu" | "cuda", qkv: NativeTensor, i: 0 | 1) => {
+      const dt = dev === "cpu" ? "f32" : "bf16";
+      const q = poisoned(dt, [c.tokens, c.heads, c.d], dev);
+      const kc = poisoned(dt, [slots, c.kv, c.d], dev), vc = poisoned(dt, [slots, c.kv, c.d], dev);
+      ops.qkvRopeStore(qkv, norms?.[0][i] ?? null, norms?.[1][i] ?? null, 1e-6, tensor(positions, "i32", [c.tokens], dev),
+        c.rot, 1e6, deviceLayout(h, dev), q, kc, vc);
+      return { q, k: rowsAt(kc, h.slots, c.kv * c.d), v: rowsAt(vc, h.slots, c.kv * c.d) };
+    };
+    const want = run(cpu(), "cpu", qkvc, 0), got = run(gpu(), "cuda", qkvg, 1);
+    expectClose(got.q, want.q, BF16_TOL, "q");
+    expect(relError(got.k, want.k)).toBeLessThan(BF16_TOL);
+    expect(relError(got.v, want.v)).toBeLessThan(BF16_TOL);
+  });
+
+  const attentionCases: Array<{ name: string; d: number; heads: number; kv: number; seqs: (r: () => number) => SeqSpec[] }> = [
+    { name: "prefill 7", d: 128, heads: 32, kv: 8, seqs: () => [{ qLen: 7, kvLen: 7 }] },
+    { name: "prefill 111 after 40 cached", d: 128, heads: 28, kv: 4, seqs: () => [{ qLen: 111, kvLen: 151 }] },
+    { name: "prefill 989", d: 128, heads: 32, kv: 8, seqs: () => [{ qLen: 989, kvLen: 989 }] },
+    { name: "decode batch, contexts 1..3001", d: 128, heads: 32, kv: 8,
+      seqs: () => [1, 15, 16, 17, 333, 1024, 3001].map((n) => ({ qLen: 1, kvLen: n })) },
+    { name: "mixed prefill chunk and decodes, head 64", d: 64, heads: 8, kv: 1,
+      seqs: () => [{ qLen: 1, kvLen: 77 }, { qLen: 40, kvLen: 200 }, { qLen: 1, kvLen: 5 }] },
+    { name: "tree masks 16 and 64 nodes", d: 128, heads: 32, kv: 8,
+      seqs: (r) => [{ qLen: 16, kvLen: 516, treeMask: randomTreeMask(16, r) }, { qLen: 64, kvLen: 1064, treeMask: randomTreeMask(64, r) }] },
+    { name: "odd head size 24 (simple path)", d: 24, heads: 4, kv: 2,
+      seqs: (r) => [{ qLen: 9, kvLen: 50 }, { qLen: 5, kvLen: 5, treeMask: randomTreeMask(5, r) }] },
+  ];
+
+  it.each(attentionCases)("attention: $name", (c) => {
+    const r = rng(c.d + c.heads * 3 + c.name.length);
+    const seqs = c.seqs(r);
+    const pageSize = 16, numPages = seqs.reduce((n, s) => n + Math.ceil(s.kvLen / pageSize), 0) + 3;
+    const h = hostLayout(seqs, pageSize, numPages, r);
+    const T = h.numTokens, slots = numPages * pageSize;
+    const [qc, qg] = pair(randn(T * c.heads * c.d, r), [T, c.heads, c.d]);
+    const [kc, kg] = pair(randn(slots * c.kv * c.d, r), [slots, c.kv, c.d]);
+    const [vc, vg] = pair(randn(slots * c.kv * c.d, r), [slots, c.kv, c.d]);
+    const scale = 1 / Math.sqrt(c.d);
+    const want = poisoned("f32", [T, c.heads, c.d], "cpu"), got = poisoned("bf16", [T, c.heads, c.d], "cuda");
+    cpu().attention(qc, kc, vc, deviceLayout(h, "cpu"), scale, want);
+    gpu().attention(qg, kg, vg, deviceLayout(h, "cuda"), scale, got);
+    expectClose(got, want, BF16_TOL, c.name);
+  });
+
+  it.each([1, 7, 111])("embedding, silu_mul, gather_rows, copy_columns: %i rows", (rows) => {
+    const r = rng(rows * 13);
+    const V = 1000, H = 96, I = 200;
+    const [tc, tg] = pair(randn(V * H, r), [V, H], "bf16");
+    const ids = Int32Array.from({ length: rows }, () => Math.floor(r() * V));
+    const ec = poisoned("f32", [rows, H], "cpu"), eg = poisoned("bf16", [rows, H], "cuda");
+    cpu().embedding(tensor(ids, "i32", [rows], "cpu"), tc, ec);
+    gpu().embedding(tensor(ids, "i32", [rows], "cuda"), tg, eg);
+    expect(relError(values(eg), values(ec))).toBe(0);
+
+    const [gc, gg] = pair(randn(rows * 2 * I, r, 3), [rows, 2 * I]);
+    const sc = poisoned("f32", [rows, I], "cpu"), sg = poisoned("bf16", [rows, I], "cuda");
+    cpu().siluMul(gc, sc);
+    gpu().siluMul(gg, sg);
+    expectClose(sg, sc, BF16_TOL, "silu_mul");
+
+    const pick = Int32Array.from({ length: 5 }, () => Math.floor(r() * rows));
+    const rc = poisoned("f32", [5, 2 * I], "cpu"), rg = poisoned("bf16", [5, 2 * I], "cuda");
+    cpu().gatherRows(gc, tensor(pick, "i32", [5], "cpu"), rc);
+    gpu().gatherRows(gg, tensor(pick, "i32", [5], "cuda"), rg);
+    expect(relError(values(rg), values(rc))).toBe(0);
+
+    const cc = poisoned("f32", [rows, 3 * H], "cpu"), cg = poisoned("bf16", [rows, 3 * H], "cuda");
+    for (let j = 0; j < 3; j++) {
+      cpu().copyColumns(ec, cc, j * H);
+      gpu().copyColumns(eg, cg, j * H);
+    }
+    expect(relError(values(cg), values(cc))).toBe(0);
+  });
+
+  it.each([1000, 151936])("sampling over %i logits: greedy exact, draws equal to the reference", (V) => {
+    const r = rng(V);
+    const rows = 24;
+    const logits = randn(rows * V, r, 3);
+    const params = new Uint8Array(rows * 32);
+    const dv = new DataView(params.buffer);
+    for (let i = 0; i < rows; i++) {
+      const kind = i % 6;
+      dv.setFloat32(i * 32, kind === 0 ? 0 : [0, 0.7, 1.0, 1.3, 0.7, 1.0][kind], true);
+      dv.setInt32(i * 32 + 4, kind === 2 || kind === 4 ? 20 : 0, true);
+      dv.setFloat32(i * 32 + 8, kind === 3 || kind === 4 ? 0.9 : 1, true);
+      dv.setBigUint64(i * 32 + 16, BigInt(1000 + i), true);
+      dv.setBigUint64(i * 32 + 24, BigInt(i * 7), true);
+    }
+    const want = poisoned("i32", [rows], "cpu"), got = poisoned("i32", [rows], "cuda");
+    cpu().sample(tensor(logits, "f32", [rows, V], "cpu"), tensor(params, "u8", [rows * 32], "cpu"), want);
+    gpu().sample(tensor(logits, "f32", [rows, V], "cuda"), tensor(params, "u8", [rows * 32], "cuda"), got);
+    const w = values(want), g = values(got);
+    for (let i = 0; i < rows; i += 6) expect(g[i], `greedy row ${i}`).toBe(w[i]);
+    const same = w.filter((x, i) => x === g[i]).length;
+    expect(same, `${same}/${rows} draws equal`).toBeGreaterThanOrEqual(rows - 1);
+    for (const x of g) expect(x >= 0 && x < V).toBe(true);
+  });
+});
+
+/** The rows at `slots` of a [slots, width] cache tensor, as floats. */
+function rowsAt(cache: NativeTensor, slots: Int32Array, width: number): Float32Array {
+  const all = values(cache);
+  const out = new Float32Array(slots.length * width);
+  slots.forEach((s, i) => out.set(all.subarray(s * width, (s + 1) * width), i * width));
+  return out;
+}
