@@ -10,7 +10,7 @@ import { Scheduler } from "./batch/scheduler.js";
 import type { FinishReason } from "./batch/sequence.js";
 import { type TargetConfig, readTargetConfig } from "./model/config.js";
 import type { LoadProgress } from "./model/load-weights.js";
-import { TargetModel } from "./model/target.js";
+import { TargetModel, kvCachePages as kvPages } from "./model/target.js";
 import { type DeviceName, native } from "./native.js";
 import { nonNegativeInt, numberIn, oneOf, optionalString, positiveInt, stringList } from "./options.js";
 import { type ChatMessage, Tokenizer } from "./tokenizer/tokenizer.js";
@@ -35,6 +35,8 @@ export interface EngineOptions {
   maxStepTokens?: number;
   /** Tokens per KV cache page. */
   pageSize?: number;
+  /** Share of the GPU memory left after the weights that the KV cache may take (default 0.9). */
+  kvCacheFraction?: number;
   /** Requests that may wait for a slot before generate() throws ERR_QUEUE_FULL. */
   maxQueued?: number;
   /** Reject config.json fields this engine does not know (default true). */
@@ -111,9 +113,12 @@ export class Engine {
     const maxContext = positiveInt("maxContext", options.maxContext, Math.min(config.maxPositionEmbeddings, 8192));
     if (maxContext > config.maxPositionEmbeddings)
       throw invalidArgument(`maxContext ${maxContext} exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
-    const numPages = Math.ceil(maxContext / pageSize) * maxBatch;
+    const numPages = kvPages(config, device, {
+      wanted: Math.ceil(maxContext / pageSize) * maxBatch, atLeast: Math.ceil(maxContext / pageSize), pageSize, maxStepTokens,
+      fraction: numberIn("kvCacheFraction", options.kvCacheFraction, 0.9, 0, 1, true), source: model,
+    });
     const target = await TargetModel.load(model, {
-      device, maxStepTokens, numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
+      device, maxStepTokens, maxLogitRows: maxBatch, numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
     }, config);
     const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued });
     return new Engine(target, tokenizer, scheduler, maxContext, eos);

@@ -105,6 +105,8 @@ export interface NativeQwenModelOptions {
   weights: NativeQwenWeights;
   device: DeviceName;
   maxTokens: number;
+  /** Logit rows per step (the f32 logits buffer is rows × vocab). */
+  maxLogitRows?: number;
   numPages: number;
   pageSize: number;
   /** Replay decode steps from captured CUDA graphs (default true). */

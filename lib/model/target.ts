@@ -10,6 +10,8 @@ export interface TargetOptions {
   device: DeviceName;
   /** Most tokens one forward step takes (prefill chunk + decode tokens). */
   maxStepTokens: number;
+  /** Logit rows per step (default 256). */
+  maxLogitRows?: number;
   /** KV cache pages; each holds `pageSize` tokens of every layer. */
   numPages: number;
   pageSize: number;
@@ -67,6 +69,7 @@ export class TargetModel {
       const model = new (native().NativeQwenModel)({
         device: opts.device,
         maxTokens: opts.maxStepTokens,
+        maxLogitRows: opts.maxLogitRows,
         numPages: opts.numPages,
         pageSize: opts.pageSize,
         config: {
@@ -125,6 +128,33 @@ export class TargetModel {
 /** bf16 bytes of every weight the forward reads (a tied embedding counted once). */
 export function weightBytes(cfg: TargetConfig): number {
   return qwenWeightSpecs(cfg).reduce((n, s) => n + 2 * s.parts.reduce((m, [, sh]) => m + sh.reduce((a, b) => a * b, 1), 0), 0);
+}
+
+/**
+ * KV pages for an engine: on the CPU what `wanted` asks; on CUDA as many of those as fit in
+ * `fraction` of the memory left after the weights and step buffers, ERR_OUT_OF_MEMORY (with the
+ * numbers) when not even `atLeast` pages (one full-length request) fit.
+ */
+export function kvCachePages(
+  cfg: TargetConfig, device: DeviceName,
+  o: { wanted: number; atLeast: number; pageSize: number; maxStepTokens: number; fraction: number; source: string },
+): number {
+  if (device !== "cuda") return o.wanted;
+  const st = native().cudaStatus();
+  if (st.error || st.gpus.length === 0)
+    throw new Eagle3Error(ErrorCode.NO_CUDA_DEVICE, `no usable CUDA device for ${o.source}: ${st.error ?? "none found"}`);
+  const free = st.gpus[0].freeBytes;
+  const steps = o.maxStepTokens * (6 * cfg.hiddenSize + 4 * cfg.intermediateSize + 3 * cfg.numHeads * cfg.headDim) * 2 + (256 << 20);
+  const left = free - weightBytes(cfg) - steps;
+  const perPage = kvCacheBytes(cfg, 1, o.pageSize, device);
+  const fit = Math.floor((left * o.fraction) / perPage);
+  if (fit < o.atLeast)
+    throw new Eagle3Error(
+      ErrorCode.OUT_OF_MEMORY,
+      `${o.source}: ${gib(weightBytes(cfg))} GiB of weights + ${gib(steps)} GiB of step buffers + ${gib(o.atLeast * perPage)} GiB ` +
+        `of KV cache for one full-length request need more than the ${gib(free)} GiB free on ${st.gpus[0].name}`,
+    );
+  return Math.min(o.wanted, fit);
 }
 
 /** KV bytes for `pages` pages: K and V of every layer, in the device's activation type. */

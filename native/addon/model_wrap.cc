@@ -167,6 +167,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       if (dev == e3::Device::CUDA) e3::require_cuda_device();
       e3::ExecutorOptions eo;
       eo.max_tokens = int(get_int(o, "maxTokens", 512));
+      eo.max_logit_rows = int(get_int(o, "maxLogitRows", 256));
       eo.num_pages = int(get_int(o, "numPages", 0, true));
       eo.page_size = int(get_int(o, "pageSize", 16));
       eo.graphs = get_bool(o, "cudaGraphs", true);

@@ -7,8 +7,8 @@
 
 namespace e3 {
 
-QwenModel::QwenModel(Ops& ops, QwenConfig cfg, QwenWeights weights, int max_tokens)
-    : ops_(ops), cfg_(std::move(cfg)), w_(std::move(weights)), max_tokens_(max_tokens) {
+QwenModel::QwenModel(Ops& ops, QwenConfig cfg, QwenWeights weights, int max_tokens, int max_rows)
+    : ops_(ops), cfg_(std::move(cfg)), w_(std::move(weights)), max_tokens_(max_tokens), max_rows_(std::min(max_rows, max_tokens)) {
   E3_ARG(max_tokens > 0, "max_tokens must be positive");
   check_weights();
   Device dev = ops.device();
@@ -22,7 +22,7 @@ QwenModel::QwenModel(Ops& ops, QwenConfig cfg, QwenWeights weights, int max_toke
   proj_ = Tensor::empty(dev, a, {T, H});
   gate_up_ = Tensor::empty(dev, a, {T, 2 * int64_t(cfg_.intermediate)});
   act_ = Tensor::empty(dev, a, {T, cfg_.intermediate});
-  last_ = Tensor::empty(dev, a, {T, H});
+  last_ = Tensor::empty(dev, a, {max_rows_, H});
 }
 
 void QwenModel::check_weights() const {
@@ -66,7 +66,7 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
   int64_t T = io.tokens.numel(), R = io.logit_rows.numel(), H = c.hidden;
   E3_ARG(T > 0 && T <= max_tokens_, "a step of " + std::to_string(T) + " tokens; this model takes 1.." +
                                         std::to_string(max_tokens_));
-  E3_ARG(R <= T, "more logit rows than tokens");
+  E3_ARG(R <= T && R <= max_rows_, "more logit rows than tokens or than the model computes per step");
   E3_ARG(int(kv.k.size()) == c.layers, "KV cache has the wrong number of layers");
   Tensor x = x_.rows(0, T), normed = normed_.rows(0, T), qkv = qkv_.rows(0, T), q = q_.rows(0, T),
          attn = attn_.rows(0, T), proj = proj_.rows(0, T), gate_up = gate_up_.rows(0, T), act = act_.rows(0, T);

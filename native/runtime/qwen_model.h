@@ -38,7 +38,7 @@ struct StepTensors {
 
 class QwenModel {
  public:
-  QwenModel(Ops& ops, QwenConfig cfg, QwenWeights weights, int max_tokens);
+  QwenModel(Ops& ops, QwenConfig cfg, QwenWeights weights, int max_tokens, int max_rows);
   const QwenConfig& config() const { return cfg_; }
   int max_tokens() const { return max_tokens_; }
   void forward(const StepTensors& io, const KvCache& kv);
@@ -48,7 +48,7 @@ class QwenModel {
   Ops& ops_;
   QwenConfig cfg_;
   QwenWeights w_;
-  int max_tokens_;
+  int max_tokens_, max_rows_;
   Tensor x_, normed_, qkv_, q_, attn_, proj_, gate_up_, act_, last_;  // workspace, max_tokens rows
 };
 

@@ -7,13 +7,14 @@
 namespace e3 {
 
 Executor::Executor(std::unique_ptr<Ops> backend, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& o)
-    : ops_(std::move(backend)), model_(*ops_, std::move(cfg), std::move(weights), o.max_tokens),
+    : ops_(std::move(backend)), model_(*ops_, std::move(cfg), std::move(weights), o.max_tokens, o.max_logit_rows),
       graphs_(o.graphs && ops_->device() == Device::CUDA), scratch_page_(o.num_pages) {
   Ops& ops = *ops_;
   const QwenConfig& c = model_.config();
   E3_ARG(o.num_pages > 0, "the KV cache needs at least one page");
   kv_ = KvCache::allocate(ops.device(), ops.act_dtype(), c.layers, o.num_pages + 1, o.page_size, c.kv_heads, c.head_dim);
-  logits_ = Tensor::empty(ops.device(), DType::F32, {o.max_tokens, c.vocab});
+  E3_ARG(o.max_logit_rows > 0, "maxLogitRows must be positive");
+  logits_ = Tensor::empty(ops.device(), DType::F32, {std::min(o.max_logit_rows, o.max_tokens), c.vocab});
   if (!c.capture_layers.empty())
     hidden_ = Tensor::empty(ops.device(), ops.act_dtype(), {o.max_tokens, int64_t(c.capture_layers.size()) * c.hidden});
   sampled_ = Tensor::empty(ops.device(), DType::I32, {o.max_tokens});
@@ -60,6 +61,8 @@ void Executor::validate(const HostStep& s) const {
   for (size_t r = 0; r < R; ++r)
     E3_ARG(s.logit_rows[r] >= 0 && size_t(s.logit_rows[r]) < T, "logit row " + std::to_string(s.logit_rows[r]) +
                                                                     " is not a token of this step");
+  E3_ARG(int64_t(R) <= logits_.dim(0), std::to_string(R) + " logit rows asked for; this model computes at most " +
+                                           std::to_string(logits_.dim(0)) + " per step");
   E3_ARG(s.sampling.empty() || s.sampling.size() == R, "sampling needs one entry per logit row");
   E3_ARG(!s.want_hidden || hidden_.defined(), "hidden states were asked for but the model captures no layers");
 }
@@ -165,6 +168,7 @@ StepResult Executor::run(const HostStep& s) {
   for (size_t i = 0; decode && i < s.logit_rows.size(); ++i) decode = s.logit_rows[i] == int(i);
   StepResult out;
   if (decode && int(s.kv_len.size()) <= kBatchBuckets[std::size(kBatchBuckets) - 1] &&
+      int(s.kv_len.size()) <= logits_.dim(0) &&
       int(s.kv_len.size()) <= model_.max_tokens()) {
     run_graph(s, out);
   } else {
@@ -187,7 +191,7 @@ StepResult Executor::run(const HostStep& s) {
 void Executor::run_graph(const HostStep& s, StepResult& out) {
   int S = int(s.kv_len.size());
   int B = *std::lower_bound(std::begin(kBatchBuckets), std::end(kBatchBuckets), S);
-  B = std::min(B, model_.max_tokens());
+  B = std::min({B, model_.max_tokens(), int(logits_.dim(0))});
   int max_kv = *std::max_element(s.kv_len.begin(), s.kv_len.end());
   int kb = round_up_pow2(max_kv, 256);
   int width = round_up_pow2(std::max(s.max_pages, (kb + kv_.page_size - 1) / kv_.page_size), 1);

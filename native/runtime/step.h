@@ -33,6 +33,7 @@ struct StepResult {
 
 struct ExecutorOptions {
   int max_tokens = 512;  // tokens per step
+  int max_logit_rows = 256;  // rows of logits per step (the logits buffer is rows × vocab f32)
   int num_pages = 0, page_size = 16;
   bool graphs = true;    // replay decode steps from captured graphs where the backend can
 };

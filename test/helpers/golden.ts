@@ -20,8 +20,9 @@ export interface Golden {
   tensor(name: string): { shape: number[]; data: Float32Array };
 }
 
+/** A fixture name under test/fixtures, or a directory the GPU machine made. */
 export async function readGolden(model: string): Promise<Golden> {
-  const dir = join(FIXTURES, model);
+  const dir = model.includes("/") ? model : join(FIXTURES, model);
   const meta = JSON.parse(readFileSync(join(dir, "golden.json"), "utf8"));
   const file = join(dir, "golden.safetensors");
   const header = await readSafetensorsHeader(file);
