@@ -55,7 +55,7 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
   const status = addon.cudaStatus();
   if (status.error) throw new Error(`no CUDA device: ${status.error}`);
   const freeBefore = status.gpus[0].freeBytes;
-  const bw = addon.measureCopyBandwidth(2 << 30, 20);
+  const bw = addon.measureCopyBandwidth(2 * 2 ** 30, 20);
   const peak = addon.measureGemmFlops(8192, 8192, 8192, 10);
   log(`copy bandwidth ${(bw / 1e9).toFixed(0)} GB/s, bf16 GEMM ${(peak / 1e12).toFixed(0)} TFLOP/s`);
 

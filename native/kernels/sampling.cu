@@ -17,7 +17,7 @@ template <class KeyOf>
 __device__ uint32_t bisect_count(int V, float need, KeyOf key_of, float* scratch) {
   uint32_t lo = 0, hi = 0xffffffffu;  // invariant: count(>= lo) >= need
   while (lo < hi) {
-    uint32_t mid = lo + (hi - lo + 1) / 2;
+    uint32_t mid = uint32_t(lo + (uint64_t(hi) - lo + 1) / 2);  // 64-bit: hi - lo + 1 can be 2^32
     float c = 0.0f;
     for (int i = threadIdx.x; i < V; i += blockDim.x) c += key_of(i) >= mid ? 1.0f : 0.0f;
     if (block_sum(c, scratch) >= need) lo = mid;
