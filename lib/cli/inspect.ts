@@ -60,11 +60,17 @@ function print(r: Record<string, unknown>): void {
   }
   if (r.unknownConfigFields) console.log(`unknown     config fields: ${(r.unknownConfigFields as string[]).join(", ")}`);
   if (k) {
-    const gb = ((k.bytes as number) / 1e9).toFixed(2);
-    console.log(`weights     ${k.tensors} tensors, ${((k.parameters as number) / 1e9).toFixed(3)} B parameters, ${gb} GB, ` +
+    console.log(`weights     ${k.tensors} tensors, ${count(k.parameters as number)} parameters, ${count(k.bytes as number)}B, ` +
       `dtypes ${Object.entries(k.dtypes as object).map(([d, n]) => `${d}×${n}`).join(" ")}`);
     console.log(`files       ${(k.files as string[]).length} ${k.sharded ? "shards" : "file"} (${k.format})`);
   }
-  if (l.ok) console.log(`loads       yes: ${((l.deviceBytes as number) / 1e9).toFixed(2)} GB on the device`);
+  if (l.ok) console.log(`loads       yes: ${count(l.deviceBytes as number)}B on the device`);
   else console.log(`loads       no: ${l.code}: ${l.message}`);
+}
+
+/** 1234567 → "1.23 M" (decimal units). */
+function count(n: number): string {
+  const units: Array<[number, string]> = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+  for (const [v, u] of units) if (n >= v) return `${(n / v).toFixed(2)} ${u}`;
+  return `${n} `;
 }
