@@ -127,6 +127,7 @@ export interface NativeAttentionLayout {
   tokenSeq: NativeTensor;
   slots: NativeTensor;
   treeMask?: NativeTensor;
+  treeBase?: NativeTensor;
 }
 
 /** One backend's ops on tensors of its device, run synchronously (kernel tests and timings). */
@@ -143,6 +144,8 @@ export interface NativeOps {
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;
   gatherRows(x: NativeTensor, rows: NativeTensor, out: NativeTensor): void;
   copyColumns(src: NativeTensor, dst: NativeTensor, col: number): void;
+  scatterRows(src: NativeTensor, rows: NativeTensor, dst: NativeTensor): void;
+  topkSoftmax(logits: NativeTensor, k: number, map: NativeTensor | null, probs: NativeTensor, ids: NativeTensor): void;
   sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;
   fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;
   synchronize(): void;

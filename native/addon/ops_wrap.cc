@@ -42,6 +42,7 @@ e3::AttentionLayout parse_layout(const Napi::Value& v) {
   L.token_seq = TensorWrap::From(o.Get("tokenSeq"), "layout.tokenSeq");
   L.slots = TensorWrap::From(o.Get("slots"), "layout.slots");
   if (const e3::Tensor* m = opt_tensor(o.Get("treeMask"), "layout.treeMask")) L.tree_mask = *m;
+  if (const e3::Tensor* b = opt_tensor(o.Get("treeBase"), "layout.treeBase")) L.tree_base = *b;
   return L;
 }
 
@@ -58,6 +59,8 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::SiluMul>("siluMul"),
         InstanceMethod<&OpsWrap::GatherRows>("gatherRows"),
         InstanceMethod<&OpsWrap::CopyColumns>("copyColumns"),
+        InstanceMethod<&OpsWrap::ScatterRows>("scatterRows"),
+        InstanceMethod<&OpsWrap::TopkSoftmax>("topkSoftmax"),
         InstanceMethod<&OpsWrap::Sample>("sample"),
         InstanceMethod<&OpsWrap::FillNormal>("fillNormal"),
         InstanceMethod<&OpsWrap::Synchronize>("synchronize"),
@@ -116,6 +119,16 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   }
   Napi::Value CopyColumns(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.copy_columns(T(i, 0, "src"), T(i, 1, "dst"), int64_t(F(i, 2))); });
+  }
+  Napi::Value ScatterRows(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.scatter_rows(T(i, 0, "src"), T(i, 1, "rows"), T(i, 2, "dst")); });
+  }
+  // topkSoftmax(logits, k, map | null, probs, ids)
+  Napi::Value TopkSoftmax(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      const e3::Tensor* map = opt_tensor(i[2], "map");
+      o.topk_softmax(T(i, 0, "logits"), int(F(i, 1)), map ? *map : e3::Tensor(), T(i, 3, "probs"), T(i, 4, "ids"));
+    });
   }
   Napi::Value Sample(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.sample(T(i, 0, "logits"), T(i, 1, "params"), T(i, 2, "tokens")); });

@@ -20,15 +20,16 @@ void CpuOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_c
   const int32_t* pages = L.page_table.ptr<int32_t>();
   const int32_t* tseq = L.token_seq.ptr<int32_t>();
   const int64_t* mask = L.tree_mask.defined() ? L.tree_mask.ptr<int64_t>() : nullptr;
+  const int32_t* base = L.tree_base.defined() ? L.tree_base.ptr<int32_t>() : nullptr;
   const float* K = k_cache.ptr<float>();
   const float* V = v_cache.ptr<float>();
   parallel_for(T, 1, [&](int64_t t) {
     int s = tseq[t];
     int q_len = q_start[s + 1] - q_start[s], i = int(t) - q_start[s], prefix = kv_len[s] - q_len;
+    int mask_base = base ? base[s] : prefix;
     std::vector<int64_t> slot;  // visible context slots, in order
     for (int j = 0; j < kv_len[s]; ++j) {
-      int n = j - prefix;
-      bool visible = n < 0 || (mask ? ((uint64_t(mask[t]) >> n) & 1u) : n <= i);
+      bool visible = mask ? j < mask_base || ((uint64_t(mask[t]) >> (j - mask_base)) & 1u) : j - prefix <= i;
       if (!visible) continue;
       int page = pages[int64_t(s) * L.max_pages + j / L.page_size];
       slot.push_back(int64_t(page) * L.page_size + j % L.page_size);

@@ -21,6 +21,8 @@ class CpuOps final : public Ops {
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
+  void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override { copy_from_host(dst, 0, src, bytes); }

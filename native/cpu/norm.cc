@@ -6,20 +6,22 @@
 namespace e3 {
 
 static void rmsnorm_rows(const float* x, const Tensor& w, float eps, float* out, int64_t rows, int64_t n) {
+  int64_t groups = w.numel() / n;
   for (int64_t r = 0; r < rows; ++r) {
+    int64_t wo = (r % groups) * n;
     const float* xr = x + r * n;
     double ss = 0;
     for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * xr[i];
     float inv = float(1.0 / std::sqrt(ss / double(n) + eps));
-    for (int64_t i = 0; i < n; ++i) out[r * n + i] = xr[i] * inv * load_f32(w, i);
+    for (int64_t i = 0; i < n; ++i) out[r * n + i] = xr[i] * inv * load_f32(w, wo + i);
   }
 }
 
 void CpuOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
   expect_dtype(x, DType::F32, "rmsnorm x");
   expect_dtype(out, DType::F32, "rmsnorm out");
-  int64_t n = w.numel();
-  E3_ARG(n > 0 && x.numel() % n == 0 && out.numel() == x.numel(),
+  int64_t n = w.dim(-1);
+  E3_ARG(n > 0 && x.numel() % w.numel() == 0 && out.numel() == x.numel(),
          "rmsnorm: " + x.describe() + " is not rows of the weight " + w.describe());
   rmsnorm_rows(x.ptr<float>(), w, eps, out.ptr<float>(), x.numel() / n, n);
 }

@@ -13,7 +13,7 @@ constexpr int kWarps = 4;
 constexpr int kMinSplitLen = 256;
 
 struct RowInfo {
-  int q0, q_len, kv_len, prefix;
+  int q0, q_len, kv_len, prefix, mask_base;
 };
 
 __device__ __forceinline__ RowInfo seq_info(const AttentionArgs& a, int s) {
@@ -22,16 +22,15 @@ __device__ __forceinline__ RowInfo seq_info(const AttentionArgs& a, int s) {
   r.q_len = a.q_start[s + 1] - r.q0;
   r.kv_len = a.kv_len[s];
   r.prefix = r.kv_len - r.q_len;
+  r.mask_base = a.tree_base ? a.tree_base[s] : r.prefix;
   return r;
 }
 
 // Whether new token i (of its sequence) sees context position p.
 __device__ __forceinline__ bool visible(const AttentionArgs& a, const RowInfo& r, int i, int p) {
   if (p >= r.kv_len) return false;
-  int n = p - r.prefix;
-  if (n < 0) return true;
-  if (a.tree_mask) return (uint64_t(a.tree_mask[r.q0 + i]) >> n) & 1u;
-  return n <= i;
+  if (a.tree_mask) return p < r.mask_base || ((uint64_t(a.tree_mask[r.q0 + i]) >> (p - r.mask_base)) & 1u);
+  return p - r.prefix <= i;
 }
 
 __device__ __forceinline__ int64_t slot_of(const AttentionArgs& a, int s, int p) {

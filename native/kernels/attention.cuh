@@ -17,6 +17,7 @@ struct AttentionArgs {
   const int32_t* kv_len;     // [S]
   const int32_t* page_table; // [S, max_pages]
   const int64_t* tree_mask;  // [T] or null (causal)
+  const int32_t* tree_base;  // [S] context index of mask bit 0; null = the first new token
   bf16* out;                 // [T, nh, d]
   int num_seqs, tokens, heads, kv_heads, head_dim, page_size, max_pages;
   int max_q_len, max_kv_len; // host-side bounds for the launch

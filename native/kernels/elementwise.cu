@@ -34,9 +34,10 @@ cudaError_t silu_mul(const bf16* gate_up, bf16* out, int tokens, int inter, cuda
   return cudaGetLastError();
 }
 
-__global__ void gather_rows_kernel(const char* x, const int32_t* rows, char* out, int64_t row_bytes) {
-  const char* src = x + int64_t(rows[blockIdx.x]) * row_bytes;
-  char* dst = out + int64_t(blockIdx.x) * row_bytes;
+// Row copy with indices on either side: gather (src_rows) or scatter (dst_rows).
+__global__ void copy_rows_kernel(const char* x, const int32_t* src_rows, const int32_t* dst_rows, char* out, int64_t row_bytes) {
+  const char* src = x + int64_t(src_rows ? src_rows[blockIdx.x] : blockIdx.x) * row_bytes;
+  char* dst = out + int64_t(dst_rows ? dst_rows[blockIdx.x] : blockIdx.x) * row_bytes;
   if (row_bytes % 16 == 0) {
     for (int64_t i = threadIdx.x; i < row_bytes / 16; i += blockDim.x)
       reinterpret_cast<uint4*>(dst)[i] = reinterpret_cast<const uint4*>(src)[i];
@@ -47,7 +48,13 @@ __global__ void gather_rows_kernel(const char* x, const int32_t* rows, char* out
 
 cudaError_t gather_rows(const void* x, const int32_t* rows, void* out, int n, int64_t row_bytes, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  gather_rows_kernel<<<n, 128, 0, s>>>(static_cast<const char*>(x), rows, static_cast<char*>(out), row_bytes);
+  copy_rows_kernel<<<n, 128, 0, s>>>(static_cast<const char*>(x), rows, nullptr, static_cast<char*>(out), row_bytes);
+  return cudaGetLastError();
+}
+
+cudaError_t scatter_rows(const void* x, const int32_t* rows, void* out, int n, int64_t row_bytes, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  copy_rows_kernel<<<n, 128, 0, s>>>(static_cast<const char*>(x), nullptr, rows, static_cast<char*>(out), row_bytes);
   return cudaGetLastError();
 }
 

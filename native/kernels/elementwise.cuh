@@ -12,6 +12,8 @@ cudaError_t embedding(const int32_t* ids, const bf16* table, bf16* out, int toke
 cudaError_t silu_mul(const bf16* gate_up, bf16* out, int tokens, int inter, cudaStream_t s);
 // out[r] = x[rows[r]], rows of row_bytes bytes
 cudaError_t gather_rows(const void* x, const int32_t* rows, void* out, int n, int64_t row_bytes, cudaStream_t s);
+// out[rows[r]] = x[r], rows of row_bytes bytes
+cudaError_t scatter_rows(const void* x, const int32_t* rows, void* out, int n, int64_t row_bytes, cudaStream_t s);
 // dst[r, col:col+cols] = src[r, :], element size es bytes
 cudaError_t copy_columns(const void* src, void* dst, int rows, int64_t cols, int64_t dst_cols, int64_t col, int es,
                          cudaStream_t s);

@@ -14,7 +14,9 @@ namespace e3 {
 
 // How the new tokens of one step are laid out over sequences and the paged KV cache.
 // Token t of sequence s is the (t - q_start[s])-th new token; new tokens are written to the
-// cache at context indices [kv_len[s] - q_len, kv_len[s]).
+// cache at context indices [kv_len[s] - q_len, kv_len[s]). With a tree mask, positions before
+// the mask base are all visible and the mask decides the rest; the base defaults to the first
+// new token, and a draft tree sets it earlier so its nodes see their ancestors from earlier steps.
 struct AttentionLayout {
   int num_seqs = 0;
   int num_tokens = 0;
@@ -27,7 +29,8 @@ struct AttentionLayout {
   Tensor page_table;     // i32 [S, max_pages]
   Tensor token_seq;      // i32 [T] sequence of each token
   Tensor slots;          // i32 [T] cache slot (page * page_size + offset) of each new token
-  Tensor tree_mask;      // i64 [T] bit j: token sees new token j of its sequence; undefined = causal
+  Tensor tree_mask;      // i64 [T] bit j: token sees context position mask_base + j; undefined = causal
+  Tensor tree_base;      // i32 [S] mask_base of each sequence; undefined = the first new token
 };
 
 
@@ -39,7 +42,8 @@ class Ops {
 
   // out[t] = table[ids[t]]
   virtual void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
-  // Row-wise RMSNorm over the last dimension of w's size; rows = numel / w.numel.
+  // Row-wise RMSNorm over rows of n = w.dim(-1) elements. w is [n], or [G, n] for G interleaved
+  // groups (row r uses w[r % G]: EAGLE-3.1's per-feature fc_norm over [T, G·n]).
   virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;
   // residual += x; out = rmsnorm(residual)
   virtual void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
@@ -61,6 +65,12 @@ class Ops {
   virtual void silu_mul(const Tensor& gate_up, const Tensor& out) = 0;
   // out[r] = x[rows[r]]
   virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
+  // dst[rows[r]] = src[r]
+  virtual void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) = 0;
+  // Softmax of each f32 logits row [R, V], then its k largest probabilities (descending, ties by
+  // lower id) into probs f32 [R, k] and their ids into ids i32 [R, k], mapped through map (i32 [V],
+  // draft → target vocabulary) when it is defined.
+  virtual void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) = 0;
   // dst[:, col : col + src.cols] = src (same rows; dst may be wider)
   virtual void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) = 0;
   // Host bytes into a device tensor, ordered with the backend's other work.

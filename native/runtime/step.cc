@@ -80,79 +80,11 @@ int round_up_pow2(int x, int lo) {
 
 }  // namespace
 
-// The host side of one step: every integer input packed into one arena (so a device step needs a
-// single upload), with the offset of each part.
-struct Executor::Staged {
-  struct Part { DType dt; Shape shape; size_t offset; };
-  std::vector<char> bytes;
-  std::vector<Part> parts;
-  AttentionLayout layout;  // host scalars only; tensors are bound to the arena by bind()
-  int64_t T = 0, R = 0;
-};
+StepTensors Executor::prepare(const HostStep& s) { return with_outputs(inputs_.upload(*ops_, s, kv_.page_size)); }
 
-Executor::Staged Executor::stage(const HostStep& s) const {
-  int64_t T = int64_t(s.tokens.size()), S = int64_t(s.kv_len.size()), R = int64_t(s.logit_rows.size());
-  std::vector<int32_t> token_seq(static_cast<size_t>(T)), slots(static_cast<size_t>(T));
-  Staged st;
-  st.T = T;
-  st.R = R;
-  AttentionLayout& L = st.layout;
-  L.num_seqs = int(S);
-  L.num_tokens = int(T);
-  L.page_size = kv_.page_size;
-  L.max_pages = s.max_pages;
-  for (int64_t i = 0; i < S; ++i) {
-    int q0 = s.q_start[size_t(i)], q_len = s.q_start[size_t(i) + 1] - q0, first = s.kv_len[size_t(i)] - q_len;
-    L.max_q_len = std::max(L.max_q_len, q_len);
-    L.max_kv_len = std::max(L.max_kv_len, s.kv_len[size_t(i)]);
-    for (int j = 0; j < q_len; ++j) {
-      int ctx = first + j;
-      token_seq[size_t(q0 + j)] = int32_t(i);
-      slots[size_t(q0 + j)] = s.page_table[size_t(i * s.max_pages + ctx / kv_.page_size)] * kv_.page_size +
-                              ctx % kv_.page_size;
-    }
-  }
-  struct Src { const void* p; size_t bytes; DType dt; Shape shape; };
-  const Src srcs[] = {
-      {s.tokens.data(), size_t(T) * 4, DType::I32, {T}},
-      {s.positions.data(), size_t(T) * 4, DType::I32, {T}},
-      {s.q_start.data(), size_t(S + 1) * 4, DType::I32, {S + 1}},
-      {s.kv_len.data(), size_t(S) * 4, DType::I32, {S}},
-      {s.page_table.data(), s.page_table.size() * 4, DType::I32, {S, s.max_pages}},
-      {token_seq.data(), size_t(T) * 4, DType::I32, {T}},
-      {slots.data(), size_t(T) * 4, DType::I32, {T}},
-      {s.logit_rows.data(), size_t(R) * 4, DType::I32, {R}},
-      {s.tree_mask.data(), s.tree_mask.size() * 8, DType::I64, {int64_t(s.tree_mask.size())}},
-      {s.sampling.data(), s.sampling.size() * sizeof(SamplingParams), DType::U8,
-       {int64_t(s.sampling.size() * sizeof(SamplingParams))}},
-  };
-  size_t total = 0;
-  for (const Src& x : srcs) {
-    st.parts.push_back({x.dt, x.shape, total});
-    total += (x.bytes + 15) / 16 * 16;
-  }
-  st.bytes.assign(total, 0);
-  for (size_t i = 0; i < st.parts.size(); ++i)
-    if (srcs[i].bytes) std::memcpy(st.bytes.data() + st.parts[i].offset, srcs[i].p, srcs[i].bytes);
-  return st;
-}
-
-StepTensors Executor::bind(const Staged& st, const Tensor& arena, bool tree) const {
-  auto at = [&](size_t i) { return Tensor(arena.buffer(), st.parts[i].offset, st.parts[i].dt, st.parts[i].shape); };
-  StepTensors io;
-  io.tokens = at(0);
-  io.positions = at(1);
-  io.layout = st.layout;
-  io.layout.q_start = at(2);
-  io.layout.kv_len = at(3);
-  io.layout.page_table = at(4);
-  io.layout.token_seq = at(5);
-  io.layout.slots = at(6);
-  if (tree) io.layout.tree_mask = at(8);
-  io.logit_rows = at(7);
-  io.sampling = at(9);
-  io.logits = logits_.rows(0, st.R);
-  if (hidden_.defined()) io.hidden = hidden_.rows(0, st.T);
+StepTensors Executor::with_outputs(StepTensors io) const {
+  io.logits = logits_.rows(0, io.logit_rows.numel());
+  if (hidden_.defined()) io.hidden = hidden_.rows(0, io.tokens.numel());
   return io;
 }
 
@@ -172,11 +104,7 @@ StepResult Executor::run(const HostStep& s) {
       int(s.kv_len.size()) <= model_.max_tokens()) {
     run_graph(s, out);
   } else {
-    Staged st = stage(s);
-    if (!arena_.defined() || arena_.nbytes() < st.bytes.size())
-      arena_ = Tensor::empty(ops_->device(), DType::U8, {int64_t(st.bytes.size())});
-    ops_->upload(arena_, st.bytes.data(), st.bytes.size());
-    StepTensors io = bind(st, arena_, !s.tree_mask.empty());
+    StepTensors io = prepare(s);
     if (s.want_timing) ops_->timer_start();
     compute(io, !s.sampling.empty());
     if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
@@ -212,19 +140,17 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
   p.page_table.assign(size_t(B) * width, scratch_page_);
   for (int i = 0; i < S; ++i)
     std::copy_n(s.page_table.begin() + size_t(i) * s.max_pages, s.max_pages, p.page_table.begin() + size_t(i) * width);
-  Staged st = stage(p);
-  st.layout.max_kv_len = kb;  // the graph serves every context up to its bucket
   GraphKey key{B, kb, width};
   auto it = graphs_by_key_.find(key);
   if (it == graphs_by_key_.end()) {
-    Tensor arena = Tensor::empty(ops_->device(), DType::U8, {int64_t(st.bytes.size())});
-    StepTensors io = bind(st, arena, false);
-    ops_->upload(arena, st.bytes.data(), st.bytes.size());
+    auto inputs = std::make_unique<StepUploader>();
+    StepTensors io = with_outputs(inputs->upload(*ops_, p, kv_.page_size, kb));  // the graph serves contexts up to kb
     compute(io, true);  // warm-up: sizes workspaces and plans before capture
     int id = ops_->capture([&] { compute(io, true); });
-    it = graphs_by_key_.emplace(key, GraphEntry{arena, id}).first;
+    it = graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id}).first;
+  } else {
+    it->second.inputs->upload(*ops_, p, kv_.page_size, kb);
   }
-  ops_->upload(it->second.arena, st.bytes.data(), st.bytes.size());
   if (s.want_timing) ops_->timer_start();
   ops_->replay(it->second.graph);
   if (s.want_timing) out.device_ms = ops_->timer_stop_ms();

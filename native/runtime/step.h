@@ -9,20 +9,9 @@
 
 #include "runtime/kv_cache.h"
 #include "runtime/qwen_model.h"
+#include "runtime/step_inputs.h"
 
 namespace e3 {
-
-struct HostStep {
-  std::vector<int32_t> tokens, positions;  // [T]
-  std::vector<int32_t> q_start;            // [S+1], q_start[0] = 0, q_start[S] = T
-  std::vector<int32_t> kv_len;             // [S] context length after this step
-  std::vector<int32_t> page_table;         // [S · max_pages]
-  int max_pages = 0;
-  std::vector<int64_t> tree_mask;          // [T] or empty (causal)
-  std::vector<int32_t> logit_rows;         // [R]
-  std::vector<SamplingParams> sampling;    // [R] or empty (no sampling)
-  bool want_logits = false, want_hidden = false, want_timing = false;
-};
 
 struct StepResult {
   std::vector<int32_t> tokens;  // [R] when sampling was asked for
@@ -42,12 +31,23 @@ class Executor {
  public:
   Executor(std::unique_ptr<Ops> ops, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& opts);
   StepResult run(const HostStep& step);
+
+  // Building blocks for the speculative runner, which drives the target step by step.
+  Ops& ops() { return *ops_; }
+  const QwenModel& model() const { return model_; }
+  // Uploads an eager step's inputs (one copy) and binds them; outputs are the executor's buffers.
+  // The arena is reused by the next prepare(), so the step must be computed before that.
+  StepTensors prepare(const HostStep& s);
+  void compute(const StepTensors& io, bool sample);
+  void download(const HostStep& s, StepResult& out);
+  const Tensor& hidden() const { return hidden_; }
+  const Tensor& sampled() const { return sampled_; }
+  void validate(const HostStep& s) const;
   const QwenConfig& config() const { return model_.config(); }
   const KvCache& kv() const { return kv_; }
   int pages() const { return scratch_page_; }
 
  private:
-  struct Staged;
   struct GraphKey {
     int batch, kv_bucket, pages;
     bool operator<(const GraphKey& o) const {
@@ -55,22 +55,19 @@ class Executor {
     }
   };
   struct GraphEntry {
-    Tensor arena;  // the inputs the graph reads, at a fixed address
+    std::unique_ptr<StepUploader> inputs;  // what the graph reads, at fixed addresses
     int graph;
   };
-  void validate(const HostStep& s) const;
-  Staged stage(const HostStep& s) const;
-  StepTensors bind(const Staged& st, const Tensor& arena, bool tree) const;
-  void compute(const StepTensors& io, bool sample);
+  StepTensors with_outputs(StepTensors io) const;
   void run_graph(const HostStep& s, StepResult& out);
-  void download(const HostStep& s, StepResult& out);
 
   std::unique_ptr<Ops> ops_;
   QwenModel model_;
   KvCache kv_;  // the batch layer's pages, plus one scratch page for graph padding
   bool graphs_;
   int scratch_page_;  // index of the scratch page = the pages the batch layer may use
-  Tensor logits_, hidden_, sampled_, arena_;  // arena_: eager steps' inputs, grown on demand
+  Tensor logits_, hidden_, sampled_;
+  StepUploader inputs_;  // eager steps' inputs
   std::map<GraphKey, GraphEntry> graphs_by_key_;
 };
 

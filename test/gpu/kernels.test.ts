@@ -92,7 +92,7 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     expect(relError(got.v, want.v)).toBeLessThan(BF16_TOL);
   });
 
-  const attentionCases: Array<{ name: string; d: number; heads: number; kv: number; seqs: (r: () => number) => SeqSpec[] }> = [
+  const attentionCases: Array<{ name: string; d: number; heads: number; kv: number; base?: boolean; seqs: (r: () => number) => SeqSpec[] }> = [
     { name: "prefill 7", d: 128, heads: 32, kv: 8, seqs: () => [{ qLen: 7, kvLen: 7 }] },
     { name: "prefill 111 after 40 cached", d: 128, heads: 28, kv: 4, seqs: () => [{ qLen: 111, kvLen: 151 }] },
     { name: "prefill 989", d: 128, heads: 32, kv: 8, seqs: () => [{ qLen: 989, kvLen: 989 }] },
@@ -102,6 +102,8 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
       seqs: () => [{ qLen: 1, kvLen: 77 }, { qLen: 40, kvLen: 200 }, { qLen: 1, kvLen: 5 }] },
     { name: "tree masks 16 and 64 nodes", d: 128, heads: 32, kv: 8,
       seqs: (r) => [{ qLen: 16, kvLen: 516, treeMask: randomTreeMask(16, r) }, { qLen: 64, kvLen: 1064, treeMask: randomTreeMask(64, r) }] },
+    { name: "draft tree step: mask base before the new tokens", d: 128, heads: 32, kv: 8, base: true,
+      seqs: (r) => [{ qLen: 4, kvLen: 300 + 12, treeMask: draftLevelMask(3, 4, r) }, { qLen: 4, kvLen: 77 + 12, treeMask: draftLevelMask(3, 4, r) }] },
     { name: "odd head size 24 (simple path)", d: 24, heads: 4, kv: 2,
       seqs: (r) => [{ qLen: 9, kvLen: 50 }, { qLen: 5, kvLen: 5, treeMask: randomTreeMask(5, r) }] },
   ];
@@ -117,8 +119,11 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     const [vc, vg] = pair(randn(slots * c.kv * c.d, r), [slots, c.kv, c.d]);
     const scale = 1 / Math.sqrt(c.d);
     const want = poisoned("f32", [T, c.heads, c.d], "cpu"), got = poisoned("bf16", [T, c.heads, c.d], "cuda");
-    cpu().attention(qc, kc, vc, deviceLayout(h, "cpu"), scale, want);
-    gpu().attention(qg, kg, vg, deviceLayout(h, "cuda"), scale, got);
+    // Draft tree steps: mask bits start at the first node of level 1, i.e. 8 positions before the new level.
+    const base = c.base ? Int32Array.from(seqs, (s) => s.kvLen - 12) : undefined;
+    const layout = (dev: "cpu" | "cuda") => ({ ...deviceLayout(h, dev), treeBase: base && tensor(base, "i32", [base.length], dev) });
+    cpu().attention(qc, kc, vc, layout("cpu"), scale, want);
+    gpu().attention(qg, kg, vg, layout("cuda"), scale, got);
     expectClose(got, want, BF16_TOL, c.name);
   });
 
@@ -152,6 +157,35 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     expect(relError(values(cg), values(cc))).toBe(0);
   });
 
+  it.each([[1, 32000, 4], [7, 32000, 10], [3, 151936, 8], [2, 1000, 64]])("topk_softmax: %i rows of %i, k %i, mapped ids", (rows, V, k) => {
+    const r = rng(V + k);
+    const logits = randn(rows * V, r, 4);
+    const map = Int32Array.from({ length: V }, (_, i) => i * 3 + 7);
+    const run = (dev: "cpu" | "cuda") => {
+      const probs = poisoned("f32", [rows, k], dev), ids = poisoned("i32", [rows, k], dev);
+      (dev === "cpu" ? cpu() : gpu()).topkSoftmax(tensor(logits, "f32", [rows, V], dev), k, tensor(map, "i32", [V], dev), probs, ids);
+      return { probs: values(probs), ids: values(ids) };
+    };
+    const want = run("cpu"), got = run("cuda");
+    expect(Array.from(got.ids)).toEqual(Array.from(want.ids));
+    expect(relError(got.probs, want.probs)).toBeLessThan(1e-4);
+  });
+
+  it("scatter_rows undoes gather_rows", () => {
+    const r = rng(5);
+    const [xc, xg] = pair(randn(50 * 24, r), [50, 24]);
+    const perm = Int32Array.from({ length: 50 }, (_, i) => (i * 17) % 50);
+    const ids = [tensor(perm, "i32", [50], "cpu"), tensor(perm, "i32", [50], "cuda")] as const;
+    const mid = [poisoned("f32", [50, 24], "cpu"), poisoned("bf16", [50, 24], "cuda")];
+    const back = [poisoned("f32", [50, 24], "cpu"), poisoned("bf16", [50, 24], "cuda")];
+    cpu().gatherRows(xc, ids[0], mid[0]);
+    cpu().scatterRows(mid[0], ids[0], back[0]);
+    gpu().gatherRows(xg, ids[1], mid[1]);
+    gpu().scatterRows(mid[1], ids[1], back[1]);
+    expect(relError(values(back[0]), values(xc))).toBe(0);
+    expect(relError(values(back[1]), values(xg))).toBe(0);
+  });
+
   it.each([1000, 151936])("sampling over %i logits: greedy exact, draws equal to the reference", (V) => {
     const r = rng(V);
     const rows = 24;
@@ -176,6 +210,18 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     for (const x of g) expect(x >= 0 && x < V).toBe(true);
   });
 });
+
+/**
+ * Masks of level `levels` of a draft tree with k nodes per level, relative to the first node of
+ * level 1: each node sees one random node of every earlier level (its ancestors) and itself.
+ */
+function draftLevelMask(levels: number, k: number, r: () => number): bigint[] {
+  return Array.from({ length: k }, (_, j) => {
+    let m = 1n << BigInt((levels - 1) * k + j);
+    for (let l = 0; l < levels - 1; l++) m |= 1n << BigInt(l * k + Math.floor(r() * k));
+    return m;
+  });
+}
 
 /** The rows at `slots` of a [slots, width] cache tensor, as floats. */
 function rowsAt(cache: NativeTensor, slots: Int32Array, width: number): Float32Array {

@@ -9,6 +9,7 @@
 #include "kernels/random.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/sampling.cuh"
+#include "kernels/topk.cuh"
 #include "runtime/cuda/cublaslt.h"
 #include "runtime/cuda_util.h"
 #include "runtime/error.h"
@@ -41,6 +42,7 @@ CudaOps::CudaOps() {
   check(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
   check(cudaEventCreate(&start_), "cudaEventCreate");
   check(cudaEventCreate(&stop_), "cudaEventCreate");
+  check(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming), "cudaEventCreate");
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
 }
 
@@ -53,14 +55,15 @@ CudaOps::~CudaOps() {
   if (pinned_) cudaFreeHost(pinned_);
   if (start_) cudaEventDestroy(start_);
   if (stop_) cudaEventDestroy(stop_);
+  if (uploaded_) cudaEventDestroy(uploaded_);
 }
 
-// Through pinned memory so the copy is asynchronous and stream-ordered. The staging buffer is reused
-// only after the step that used it has been waited for (each step ends with a download).
+// Through pinned memory so the copy is asynchronous and stream-ordered; the staging buffer is
+// rewritten only once the previous copy out of it has completed.
 void CudaOps::upload(const Tensor& dst, const void* src, size_t bytes) {
   E3_ARG(dst.device() == Device::CUDA && bytes <= dst.nbytes(), "upload: " + std::to_string(bytes) + " bytes into " + dst.describe());
+  check(cudaEventSynchronize(uploaded_), "cudaEventSynchronize");
   if (bytes > pinned_bytes_) {
-    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     if (pinned_) cudaFreeHost(pinned_);
     pinned_ = nullptr;
     pinned_bytes_ = 0;
@@ -69,6 +72,7 @@ void CudaOps::upload(const Tensor& dst, const void* src, size_t bytes) {
   }
   std::memcpy(pinned_, src, bytes);
   check(cudaMemcpyAsync(dst.data(), pinned_, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+  check(cudaEventRecord(uploaded_, stream_), "cudaEventRecord");
 }
 
 int CudaOps::capture(const std::function<void()>& body) {
@@ -130,9 +134,9 @@ void CudaOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor&
   on_gpu(x, DType::BF16, "rmsnorm x");
   on_gpu(w, DType::BF16, "rmsnorm w");
   on_gpu(out, DType::BF16, "rmsnorm out");
-  int64_t n = w.numel();
-  E3_ARG(x.numel() % n == 0 && out.numel() == x.numel(), "rmsnorm: " + x.describe() + " vs " + w.describe());
-  check(e3k::rmsnorm(bf(x), bf(w), bf(out), int(x.numel() / n), int(n), eps, stream_), "rmsnorm");
+  int64_t n = w.dim(-1);
+  E3_ARG(x.numel() % w.numel() == 0 && out.numel() == x.numel(), "rmsnorm: " + x.describe() + " vs " + w.describe());
+  check(e3k::rmsnorm(bf(x), bf(w), bf(out), int(x.numel() / n), int(n), int(w.numel() / n), eps, stream_), "rmsnorm");
 }
 
 void CudaOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
@@ -203,6 +207,7 @@ void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_
   expect_shape(out, {T, nh, d}, "attention out");
   e3k::AttentionArgs a{bf(q), bf(k_cache), bf(v_cache), L.q_start.ptr<int32_t>(), L.kv_len.ptr<int32_t>(),
                        L.page_table.ptr<int32_t>(), L.tree_mask.defined() ? L.tree_mask.ptr<int64_t>() : nullptr,
+                       L.tree_base.defined() ? L.tree_base.ptr<int32_t>() : nullptr,
                        bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
                        L.max_kv_len, scale, sm_count_, nullptr};
   a.workspace = attention_workspace(e3k::attention_workspace_floats(a));
@@ -225,6 +230,34 @@ void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out
   check(e3k::gather_rows(x.data(), rows.ptr<int32_t>(), out.data(), int(rows.numel()), int64_t(x.nbytes() / x.dim(0)),
                          stream_),
         "gather_rows");
+}
+
+void CudaOps::scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) {
+  on_gpu(rows, DType::I32, "scatter_rows rows");
+  E3_ARG(src.device() == Device::CUDA && dst.device() == Device::CUDA && src.dtype() == dst.dtype() &&
+             src.dim(0) == rows.numel() && (src.dim(0) == 0 || src.numel() / src.dim(0) == dst.numel() / dst.dim(0)),
+         "scatter_rows: " + src.describe() + " by " + rows.describe() + " into " + dst.describe());
+  check(e3k::scatter_rows(src.data(), rows.ptr<int32_t>(), dst.data(), int(rows.numel()),
+                          int64_t(dst.nbytes() / dst.dim(0)), stream_),
+        "scatter_rows");
+}
+
+void CudaOps::topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) {
+  on_gpu(logits, DType::F32, "topk_softmax logits");
+  on_gpu(probs, DType::F32, "topk_softmax probs");
+  on_gpu(ids, DType::I32, "topk_softmax ids");
+  int64_t R = logits.dim(0), V = logits.dim(1);
+  E3_ARG(k >= 1 && k <= e3k::kTopkMax && k <= V, "topk_softmax: k = " + std::to_string(k) + " (1.." +
+                                                    std::to_string(e3k::kTopkMax) + ")");
+  expect_shape(probs, {R, k}, "topk_softmax probs");
+  expect_shape(ids, {R, k}, "topk_softmax ids");
+  if (map.defined()) {
+    on_gpu(map, DType::I32, "topk_softmax map");
+    E3_ARG(map.numel() == V, "topk_softmax: map " + map.describe() + " for rows of " + std::to_string(V));
+  }
+  check(e3k::topk_softmax(logits.ptr<float>(), int(R), int(V), k, map.defined() ? map.ptr<int32_t>() : nullptr,
+                          probs.ptr<float>(), ids.ptr<int32_t>(), stream_),
+        "topk_softmax");
 }
 
 void CudaOps::copy_columns(const Tensor& src, const Tensor& dst, int64_t col) {

@@ -33,6 +33,8 @@ class CudaOps final : public Ops {
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
+  void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override;
@@ -44,7 +46,7 @@ class CudaOps final : public Ops {
  private:
   float* attention_workspace(size_t floats);
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
   Tensor attn_ws_, gemm_ws_;

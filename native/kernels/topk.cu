@@ -1,0 +1,85 @@
+#include "kernels/topk.cuh"
+#include "kernels/device.cuh"
+
+namespace e3k {
+
+constexpr int kThreads = 512;
+
+// Whether (v, i) comes before (w, j) in the order of selection: larger value, then lower id.
+__device__ __forceinline__ bool before(float v, int i, float w, int j) { return v > w || (v == w && i < j); }
+
+// One block per row; k rounds of a block-wide arg-max over the elements after the previous pick.
+__global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int vocab, int k, const int32_t* map,
+                                                        float* probs, int32_t* ids) {
+  __shared__ float scratch[32];
+  __shared__ float s_val[kThreads / 32];
+  __shared__ int s_idx[kThreads / 32];
+  const float* row = logits + int64_t(blockIdx.x) * vocab;
+  float mx = -INFINITY;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, row[i]);
+  mx = block_max(mx, scratch);
+  float sum = 0.0f;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += __expf(row[i] - mx);
+  sum = block_sum(sum, scratch);
+  float prev_v = INFINITY;
+  int prev_i = -1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int j = 0; j < k; ++j) {
+    float best = -INFINITY;
+    int best_i = vocab;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+      float v = row[i];
+      if (before(prev_v, prev_i, v, i) && before(v, i, best, best_i)) {
+        best = v;
+        best_i = i;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o; o >>= 1) {
+      float v = __shfl_xor_sync(0xffffffffu, best, o);
+      int i = __shfl_xor_sync(0xffffffffu, best_i, o);
+      if (before(v, i, best, best_i)) {
+        best = v;
+        best_i = i;
+      }
+    }
+    if (lane == 0) {
+      s_val[warp] = best;
+      s_idx[warp] = best_i;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      best = lane < kThreads / 32 ? s_val[lane] : -INFINITY;
+      best_i = lane < kThreads / 32 ? s_idx[lane] : vocab;
+#pragma unroll
+      for (int o = 16; o; o >>= 1) {
+        float v = __shfl_xor_sync(0xffffffffu, best, o);
+        int i = __shfl_xor_sync(0xffffffffu, best_i, o);
+        if (before(v, i, best, best_i)) {
+          best = v;
+          best_i = i;
+        }
+      }
+      if (lane == 0) {
+        s_val[0] = best;
+        s_idx[0] = best_i;
+        probs[int64_t(blockIdx.x) * k + j] = __expf(best - mx) / sum;
+        ids[int64_t(blockIdx.x) * k + j] = map ? map[best_i] : best_i;
+      }
+    }
+    __syncthreads();
+    prev_v = s_val[0];
+    prev_i = s_idx[0];
+    __syncthreads();
+  }
+}
+
+cudaError_t topk_softmax(const float* logits, int rows, int vocab, int k, const int32_t* map, float* probs,
+                         int32_t* ids, cudaStream_t s) {
+  if (k < 1 || k > kTopkMax || k > vocab) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  topk_kernel<<<rows, kThreads, 0, s>>>(logits, vocab, k, map, probs, ids);
+  return cudaGetLastError();
+}
+
+}  // namespace e3k
