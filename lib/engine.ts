@@ -11,6 +11,9 @@ import type { FinishReason } from "./batch/sequence.js";
 import { type TargetConfig, readTargetConfig } from "./model/config.js";
 import type { LoadProgress } from "./model/load-weights.js";
 import { TargetModel, kvCachePages as kvPages } from "./model/target.js";
+import { openDraft } from "./model/draft.js";
+import type { AuxLayerConvention } from "./model/draft-config.js";
+import { type TreeShape, TreePolicy } from "./spec/tree-policy.js";
 import { type DeviceName, native } from "./native.js";
 import { nonNegativeInt, numberIn, oneOf, optionalString, positiveInt, stringList } from "./options.js";
 import { type ChatMessage, Tokenizer } from "./tokenizer/tokenizer.js";
@@ -20,6 +23,12 @@ import { StopMatcher } from "./stop-matcher.js";
 export interface EngineOptions {
   /** Hugging Face model directory (config.json, *.safetensors, tokenizer files). */
   model: string;
+  /** EAGLE-3 draft directory; without it, plain decoding. */
+  draft?: string;
+  /** Draft tree (steps, topk, draftTokens); default: chosen per batch size. */
+  tree?: TreeShape;
+  /** How the draft's explicit aux-layer ids count (default: by checkpoint family). */
+  auxLayerConvention?: AuxLayerConvention;
   /**
    * Directory of tokenizer.json / tokenizer_config.json when the model directory lacks them. Without
    * either, the engine takes token ids only ({ tokens }) and streams no text.
@@ -113,14 +122,21 @@ export class Engine {
     const maxContext = positiveInt("maxContext", options.maxContext, Math.min(config.maxPositionEmbeddings, 8192));
     if (maxContext > config.maxPositionEmbeddings)
       throw invalidArgument(`maxContext ${maxContext} exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
+    const draftDir = optionalString("draft", options.draft);
+    const draft = draftDir
+      ? await openDraft(draftDir, config, maxBatch, { strictConfig: options.strictConfig, auxConvention: options.auxLayerConvention })
+      : undefined;
+    const tree = draft ? new TreePolicy(options.tree) : undefined;
+    const scratch = tree ? tree.scratchTokens + 1 : 0;
     const numPages = kvPages(config, device, {
-      wanted: Math.ceil(maxContext / pageSize) * maxBatch, atLeast: Math.ceil(maxContext / pageSize), pageSize, maxStepTokens,
+      wanted: Math.ceil((maxContext + scratch) / pageSize) * maxBatch, atLeast: Math.ceil((maxContext + scratch) / pageSize), pageSize, maxStepTokens,
       fraction: numberIn("kvCacheFraction", options.kvCacheFraction, 0.9, 0, 1, true), source: model,
     });
     const target = await TargetModel.load(model, {
-      device, maxStepTokens, maxLogitRows: maxBatch, numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
-    }, config);
-    const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued });
+      device, maxStepTokens: Math.max(maxStepTokens, tree?.verifyRows(maxBatch) ?? 0), maxLogitRows: tree?.verifyRows(maxBatch) ?? maxBatch,
+      numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
+    }, config, draft);
+    const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued, tree });
     return new Engine(target, tokenizer, scheduler, maxContext, eos);
   }
 

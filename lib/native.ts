@@ -94,10 +94,63 @@ export interface NativeStepResult {
   deviceMs?: number;
 }
 
+/** A target prefill step whose features the draft extends over (see HostSpecPrefill). */
+export interface NativeSpecPrefill extends NativeStep {
+  slots: Int32Array;
+  /** Token at context position p + 1 for each new token p; -1 = the token this step samples. */
+  nextTokens: Int32Array;
+  finalChunk: Uint8Array;
+}
+
+/** One speculative round for B sequences (see HostSpecRound). */
+export interface NativeRound {
+  steps: number;
+  topk: number;
+  draftTokens: number;
+  slots: Int32Array;
+  committed: Int32Array;
+  roots: Int32Array;
+  pageTable: Int32Array;
+  maxPages: number;
+  sampling: Uint8Array;
+}
+
+export interface NativeRoundResult {
+  /** Accepted drafts then the bonus token, sequence after sequence. */
+  tokens: Int32Array;
+  counts: Int32Array;
+  drafted: Int32Array;
+  /** The verified trees' tokens, B × draftTokens, root first. */
+  trees: Int32Array;
+  draftMs: number;
+  verifyMs: number;
+  acceptMs: number;
+}
+
+export interface NativeDraftOptions {
+  slots: number;
+  config: {
+    hiddenSize: number; targetHiddenSize: number; numHeads: number; numKvHeads: number; headDim: number;
+    intermediateSize: number; vocabSize: number; draftVocabSize: number; rmsNormEps: number; ropeTheta: number;
+    rotaryDim: number; normBeforeResidual: boolean; normBeforeFc: boolean; fcNorm: boolean; applyFinalNorm: boolean;
+    feedPostNorm: boolean;
+  };
+  weights: {
+    embed: NativeTensor; lmHead: NativeTensor; fc: NativeTensor; fcBias?: NativeTensor; inputNorm?: NativeTensor;
+    fcNorm?: NativeTensor; hiddenNorm: NativeTensor; inputLayernorm: NativeTensor; postNorm: NativeTensor;
+    finalNorm: NativeTensor; qkv: NativeTensor; o: NativeTensor; gateUp: NativeTensor; down: NativeTensor;
+    vocabMap?: NativeTensor;
+  };
+}
+
 export interface NativeQwenModel {
   step(step: NativeStep): Promise<NativeStepResult>;
+  prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult>;
+  speculativeRound(r: NativeRound): Promise<NativeRoundResult>;
+  /** The draft's top-16 (probabilities, target ids) a slot's next round starts from. */
+  draftCandidates(slot: number): { probs: Float32Array; ids: Int32Array };
   dispose(): void;
-  readonly info: { disposed: boolean; kvBytes?: number; numPages?: number; pageSize?: number };
+  readonly info: { disposed: boolean; speculative: boolean; kvBytes?: number; numPages?: number; pageSize?: number };
 }
 
 export interface NativeQwenModelOptions {
@@ -111,6 +164,7 @@ export interface NativeQwenModelOptions {
   pageSize: number;
   /** Replay decode steps from captured CUDA graphs (default true). */
   cudaGraphs?: boolean;
+  draft?: NativeDraftOptions;
 }
 
 /** Layout tensors of one attention call (see AttentionLayout in native/runtime/ops.h). */

@@ -1,16 +1,23 @@
 /**
- * Continuous batching: requests join and leave between steps; each step carries every running
- * sequence's next decode token plus as much prefill as the token budget allows. KV pages for a
- * request's whole length are reserved when it is admitted, so a running request never stalls.
+ * Continuous batching: requests join and leave between steps. Plain decoding: each step carries
+ * every running sequence's next decode token plus as much prefill as the token budget allows.
+ * Speculative decoding: prefill steps (which also run the draft) go first; once no request is
+ * prefilling, one round drafts, verifies and accepts for every running sequence. KV pages for a
+ * request's whole length (and a round's scratch) are reserved when it is admitted, so a running
+ * request never stalls.
  */
 import { Eagle3Error, ErrorCode } from "../errors.js";
-import type { NativeStep, NativeStepResult } from "../native.js";
+import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../native.js";
+import { SpeculativeCounters, type SpeculativeStats } from "../spec/stats.js";
+import type { TreePolicy } from "../spec/tree-policy.js";
 import { PageAllocator } from "./page-allocator.js";
 import { type SamplingOptions, Sequence } from "./sequence.js";
-import { type StepEntry, buildStep } from "./step-plan.js";
+import { type StepEntry, buildStep, packSampling } from "./step-plan.js";
 
 export interface StepExecutor {
   step(step: NativeStep): Promise<NativeStepResult>;
+  prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult>;
+  speculativeRound(r: NativeRound): Promise<NativeRoundResult>;
 }
 
 export interface SchedulerOptions {
@@ -21,6 +28,8 @@ export interface SchedulerOptions {
   maxRunning: number;
   /** Requests waiting for admission before submit() throws ERR_QUEUE_FULL. */
   maxQueued: number;
+  /** Speculative decoding with this tree policy (the executor has a draft). */
+  tree?: TreePolicy;
 }
 
 export interface SchedulerStats {
@@ -30,6 +39,7 @@ export interface SchedulerStats {
   generatedTokens: number;
   running: number;
   queued: number;
+  speculative?: SpeculativeStats;
 }
 
 export class Scheduler {
@@ -39,14 +49,22 @@ export class Scheduler {
   private nextId = 0;
   private loop?: Promise<void>;
   private readonly counters = { steps: 0, stepSeconds: 0, promptTokens: 0, generatedTokens: 0 };
+  private readonly spec?: SpeculativeCounters;
+  private readonly freeSlots: number[];
 
   constructor(private readonly executor: StepExecutor, readonly options: SchedulerOptions) {
     this.pages = new PageAllocator(options.numPages);
+    if (options.tree) this.spec = new SpeculativeCounters();
+    this.freeSlots = Array.from({ length: options.maxRunning }, (_, i) => options.maxRunning - 1 - i);
   }
 
-  /** Capacity in tokens of one sequence: what its pages can hold. */
+  /** Capacity in tokens of one sequence: what its pages can hold (less a round's scratch). */
   get maxSequenceTokens(): number {
-    return this.options.numPages * this.options.pageSize;
+    return this.options.numPages * this.options.pageSize - this.scratch;
+  }
+
+  private get scratch(): number {
+    return this.options.tree ? this.options.tree.scratchTokens + 1 : 0;
   }
 
   submit(prompt: readonly number[], maxNewTokens: number, sampling: SamplingOptions, stopTokens: ReadonlySet<number>): Sequence {
@@ -74,7 +92,7 @@ export class Scheduler {
   }
 
   stats(): SchedulerStats {
-    return { ...this.counters, running: this.running.length, queued: this.waiting.length };
+    return { ...this.counters, running: this.running.length, queued: this.waiting.length, speculative: this.spec?.snapshot() };
   }
 
   /** Resolves when no request is running or waiting. */
@@ -94,28 +112,84 @@ export class Scheduler {
       this.retire();
       this.admit();
       if (!this.running.length) return;
-      const entries = this.plan();
+      const prefilling = this.running.filter((s) => s.cached < s.promptLength);
       const t0 = performance.now();
-      let result: NativeStepResult;
       try {
-        result = await this.executor.step(buildStep(entries));
+        if (!this.options.tree) await this.plainStep();
+        else if (prefilling.length) await this.prefillStep(prefilling);
+        else await this.round();
       } catch (err) {
-        for (const e of entries) this.finish(e.seq, err);
+        for (const s of this.running) this.finish(s, err);
         continue;
       }
       this.counters.steps++;
       this.counters.stepSeconds += (performance.now() - t0) / 1000;
-      this.apply(entries, result);
     }
+  }
+
+  private async plainStep(): Promise<void> {
+    const entries = this.plan(this.running);
+    this.apply(entries, await this.executor.step(buildStep(entries)));
+  }
+
+  /** Prefill chunks of the sequences still prefilling; the draft runs over the same tokens. */
+  private async prefillStep(seqs: Sequence[]): Promise<void> {
+    const entries = this.plan(seqs);
+    const step = buildStep(entries);
+    const next = new Int32Array(step.tokens.length);
+    let t = 0;
+    for (const { seq, count } of entries) {
+      // The draft pairs the feature of position p with the token at p + 1 (§2.5); past the prompt
+      // that token is the one this step samples (-1).
+      for (let j = 0; j < count; j++) next[t + j] = seq.cached + j + 1 < seq.promptLength ? seq.tokens[seq.cached + j + 1] : -1;
+      t += count;
+    }
+    const result = await this.executor.prefillSpeculative({
+      ...step,
+      slots: Int32Array.from(entries, (e) => e.seq.slot),
+      nextTokens: next,
+      finalChunk: Uint8Array.from(entries, (e) => Number(e.samples)),
+    });
+    this.apply(entries, result);
+  }
+
+  /** One speculative round for every running sequence (all of them are decoding). */
+  private async round(): Promise<void> {
+    const seqs = this.running.filter((s) => !s.done);
+    const shape = this.options.tree!.shapeFor(seqs.length);
+    const maxPages = Math.max(...seqs.map((s) => s.pages.length));
+    const pageTable = new Int32Array(seqs.length * maxPages);
+    seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
+    const t0 = performance.now();
+    const r = await this.executor.speculativeRound({
+      ...shape,
+      slots: Int32Array.from(seqs, (s) => s.slot),
+      committed: Int32Array.from(seqs, (s) => s.cached),
+      roots: Int32Array.from(seqs, (s) => s.tokens[s.cached]),
+      pageTable,
+      maxPages,
+      sampling: packSampling(seqs),
+    });
+    this.spec!.time({ ...r, wallMs: performance.now() - t0 });
+    let at = 0;
+    seqs.forEach((seq, i) => {
+      const tokens = Array.from(r.tokens.subarray(at, at + r.counts[i]));
+      at += r.counts[i];
+      this.spec!.record(r.counts[i], r.drafted[i]);
+      if (seq.done) return;  // cancelled while the round ran
+      seq.cached += tokens.length;  // the root and the accepted drafts are now in the cache
+      this.emit(seq, tokens);
+    });
   }
 
   private admit(): void {
     while (this.waiting.length && this.running.length < this.options.maxRunning) {
       const seq = this.waiting[0];
-      const need = Math.ceil((seq.promptLength + seq.maxNewTokens) / this.options.pageSize);
+      const need = Math.ceil((seq.promptLength + seq.maxNewTokens + this.scratch) / this.options.pageSize);
       const pages = this.pages.alloc(need);
       if (!pages) return;
       seq.pages = pages;
+      seq.slot = this.freeSlots.pop()!;
       this.waiting.shift();
       this.running.push(seq);
       this.counters.promptTokens += seq.promptLength;
@@ -123,10 +197,10 @@ export class Scheduler {
   }
 
   /** Decode tokens first (latency), then prefill chunks in arrival order, within the budget. */
-  private plan(): StepEntry[] {
+  private plan(seqs: Sequence[]): StepEntry[] {
     let budget = this.options.maxStepTokens;
     const entries: StepEntry[] = [];
-    const ordered = [...this.running].sort((a, b) => Number(a.pending > 1) - Number(b.pending > 1));
+    const ordered = [...seqs].sort((a, b) => Number(a.pending > 1) - Number(b.pending > 1));
     for (const seq of ordered) {
       if (budget === 0) break;
       const count = Math.min(seq.pending, budget);
@@ -144,18 +218,27 @@ export class Scheduler {
         continue;  // cancelled while the step ran
       }
       seq.cached += count;
-      if (!samples) continue;
-      const token = result.tokens![row++];
+      if (samples) this.emit(seq, [result.tokens![row++]]);
+    }
+  }
+
+  /** Appends new tokens up to the first stop, and streams them. */
+  private emit(seq: Sequence, tokens: number[]): void {
+    const kept: number[] = [];
+    let finish: "stop" | "length" | undefined;
+    for (const token of tokens) {
       seq.tokens.push(token);
       seq.generated++;
-      seq.firstTokenAt ??= performance.now();
-      this.counters.generatedTokens++;
-      const finish = seq.stopTokens.has(token) ? "stop" : seq.generated >= seq.maxNewTokens ? "length" : undefined;
-      seq.events.push({ tokens: [token], finishReason: finish });
-      if (finish) {
-        seq.finishReason = finish;
-        seq.events.close();
-      }
+      kept.push(token);
+      finish = seq.stopTokens.has(token) ? "stop" : seq.generated >= seq.maxNewTokens ? "length" : undefined;
+      if (finish) break;
+    }
+    seq.firstTokenAt ??= performance.now();
+    this.counters.generatedTokens += kept.length;
+    seq.events.push({ tokens: kept, finishReason: finish });
+    if (finish) {
+      seq.finishReason = finish;
+      seq.events.close();
     }
   }
 
@@ -172,6 +255,7 @@ export class Scheduler {
       if (!seq.done) continue;
       this.pages.release(seq.pages);
       seq.pages = [];
+      this.freeSlots.push(seq.slot);
       this.running.splice(i, 1);
     }
   }

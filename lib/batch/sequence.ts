@@ -24,6 +24,8 @@ export class Sequence {
   /** Tokens whose K/V are in the cache. */
   cached = 0;
   pages: number[] = [];
+  /** The draft-state slot it holds while running (speculative decoding). */
+  slot = -1;
   generated = 0;
   finishReason?: FinishReason;
   readonly events = new Channel<SequenceEvent>();

@@ -4,7 +4,21 @@ import { openCheckpoint } from "./checkpoint.js";
 import { type TargetConfig, readTargetConfig } from "./config.js";
 import { type LoadProgress, loadWeights } from "./load-weights.js";
 import { planQwenWeights, qwenWeightSpecs } from "./qwen-weights.js";
-import { type DeviceName, type NativeQwenModel, type NativeStep, type NativeStepResult, type NativeTensor, native } from "../native.js";
+import type { DraftConfig } from "./draft-config.js";
+import type { DraftPlan } from "./draft-weights.js";
+import {
+  type DeviceName, type NativeQwenModel, type NativeRound, type NativeRoundResult, type NativeSpecPrefill, type NativeStep,
+  type NativeStepResult, type NativeTensor, native,
+} from "../native.js";
+
+/** An EAGLE-3 draft to load beside the target. */
+export interface DraftAttachment {
+  dir: string;
+  config: DraftConfig;
+  plan: DraftPlan;
+  /** Sequences that can hold draft state at once (the engine's batch). */
+  slots: number;
+}
 
 export interface TargetOptions {
   device: DeviceName;
@@ -30,13 +44,26 @@ export class TargetModel {
     private readonly model: NativeQwenModel,
   ) {}
 
-  /** Loads a checkpoint directory; `config` when the caller has already read it. */
-  static async load(dir: string, opts: TargetOptions, config?: TargetConfig): Promise<TargetModel> {
+  /** Loads a checkpoint directory (and a draft); `config` when the caller has already read it. */
+  static async load(dir: string, opts: TargetOptions, config?: TargetConfig, draft?: DraftAttachment): Promise<TargetModel> {
     config ??= (await readTargetConfig(dir, { strict: opts.strictConfig ?? true })).config;
     const ckpt = await openCheckpoint(dir);
     const plan = planQwenWeights(config, ckpt);
-    checkDeviceMemory(opts.device, plan.bytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), dir);
-    return TargetModel.create(dir, config, opts, await loadWeights(plan, opts.device, opts.onProgress));
+    const draftBytes = draft ? draft.plan.plan.bytes : 0;
+    checkDeviceMemory(opts.device, plan.bytes + draftBytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), dir);
+    const total = plan.bytes + draftBytes;
+    const progress = (base: number) => (p: LoadProgress) =>
+      opts.onProgress?.({ bytesLoaded: base + p.bytesLoaded, bytesTotal: total, fraction: total ? (base + p.bytesLoaded) / total : 1 });
+    const weights = await loadWeights(plan, opts.device, progress(0));
+    if (draft) {
+      try {
+        for (const [k, t] of await loadWeights(draft.plan.plan, opts.device, progress(plan.bytes))) weights.set(`draft.${k}`, t);
+      } catch (err) {
+        for (const t of weights.values()) t.dispose();
+        throw err;
+      }
+    }
+    return TargetModel.create(dir, config, { ...opts, captureLayers: draft?.config.auxLayers ?? opts.captureLayers }, weights, draft);
   }
 
   /** Random bf16 weights of `config`'s shapes, generated on the device from `seed`. */
@@ -63,10 +90,11 @@ export class TargetModel {
     return TargetModel.create(`random:${name}`, config, opts, weights);
   }
 
-  private static create(source: string, config: TargetConfig, opts: TargetOptions, w: Map<string, NativeTensor>): TargetModel {
+  private static create(source: string, config: TargetConfig, opts: TargetOptions, w: Map<string, NativeTensor>, draft?: DraftAttachment): TargetModel {
     try {
       const get = (k: string) => w.get(k)!;
       const model = new (native().NativeQwenModel)({
+        draft: draft && nativeDraft(draft, w, opts.device),
         device: opts.device,
         maxTokens: opts.maxStepTokens,
         maxLogitRows: opts.maxLogitRows,
@@ -116,13 +144,51 @@ export class TargetModel {
     return weightBytes(this.config);
   }
 
+  get speculative(): boolean {
+    return this.model.info.speculative === true;
+  }
+
   step(step: NativeStep): Promise<NativeStepResult> {
     return this.model.step(step);
+  }
+
+  /** A prefill step whose captured features also run the draft over the same tokens. */
+  prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult> {
+    return this.model.prefillSpeculative(p);
+  }
+
+  /** One draft → verify → accept round for a batch of decoding sequences. */
+  speculativeRound(r: NativeRound): Promise<NativeRoundResult> {
+    return this.model.speculativeRound(r);
   }
 
   dispose(): void {
     this.model.dispose();
   }
+}
+
+/** The draft's native config and weights; the target's embedding / lm_head where the draft has none. */
+function nativeDraft(d: DraftAttachment, w: Map<string, NativeTensor>, device: DeviceName) {
+  const c = d.config;
+  if (c.ropeScaling) throw new Eagle3Error(ErrorCode.UNSUPPORTED_MODEL, `${d.dir}: draft RoPE scaling (${JSON.stringify(c.ropeScaling)}) is not implemented yet`);
+  const g = (k: string) => w.get(`draft.${k}`);
+  return {
+    slots: d.slots,
+    config: {
+      hiddenSize: c.hiddenSize, targetHiddenSize: c.targetHiddenSize, numHeads: c.numHeads, numKvHeads: c.numKvHeads,
+      headDim: c.headDim, intermediateSize: c.intermediateSize, vocabSize: c.vocabSize, draftVocabSize: c.draftVocabSize,
+      rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta, rotaryDim: c.headDim, normBeforeResidual: c.normBeforeResidual,
+      normBeforeFc: c.normBeforeFc, fcNorm: c.fcNorm, applyFinalNorm: c.normOutput.applyFinalNorm, feedPostNorm: c.normOutput.feedPostNorm,
+    },
+    weights: {
+      embed: d.plan.ownEmbedding ? g("embed")! : w.get("embed")!,
+      lmHead: c.usesTargetLmHead ? (w.get("lmHead") ?? w.get("embed")!) : g("lmHead")!,
+      fc: g("fc")!, fcBias: g("fcBias"), inputNorm: g("inputNorm"), fcNorm: g("fcNorm"),
+      hiddenNorm: g("hiddenNorm")!, inputLayernorm: g("inputLayernorm")!, postNorm: g("postNorm")!, finalNorm: g("finalNorm")!,
+      qkv: g("qkv")!, o: g("o")!, gateUp: g("gateUp")!, down: g("down")!,
+      vocabMap: d.plan.vocabMap && native().NativeTensor.fromBytes(d.plan.vocabMap, "i32", [d.plan.vocabMap.length], device),
+    },
+  };
 }
 
 /** bf16 bytes of every weight the forward reads (a tied embedding counted once). */

@@ -5,7 +5,6 @@
  * transposed.
  */
 import { badCheckpoint, unsupportedModel } from "../errors.js";
-import type { Checkpoint } from "./checkpoint.js";
 import type { DType } from "./dtype.js";
 import { DTYPE_BYTES, numel } from "./dtype.js";
 import type { TensorEntry } from "./safetensors.js";
@@ -28,22 +27,32 @@ export interface WeightPlan {
 
 const FLOAT_SOURCES = new Set<DType>(["bf16", "f16", "f32"]);
 
+/** The tensors of a checkpoint, by name (safetensors shards or a PyTorch .bin). */
+export interface TensorSource {
+  dir: string;
+  tensors: Map<string, TensorEntry>;
+}
+
 /** Builds slots for one checkpoint, checking each source's presence, shape and dtype. */
 export class WeightPlanner {
   private readonly used = new Set<string>();
   readonly slots: WeightSlot[] = [];
 
-  constructor(private readonly ckpt: Checkpoint, private readonly dtype: DType = "bf16") {}
+  constructor(private readonly ckpt: TensorSource, private readonly dtype: DType = "bf16") {}
 
   has(name: string): boolean {
     return this.ckpt.tensors.has(name);
   }
 
-  /** Plans `key` as the row-wise stack of `parts` ([name, expected shape]). */
-  add(key: string, parts: Array<[string, number[]]>): WeightSlot {
+  /** Plans `key` as the row-wise stack of `parts` ([name, expected shape]), viewed as `as` if given. */
+  add(key: string, parts: Array<[string, number[]]>, as?: number[]): WeightSlot {
     const sources = parts.map(([name, shape]) => this.source(name, shape));
     const shape = [...parts[0][1]];
     shape[0] = parts.reduce((n, [, s]) => n + s[0], 0);
+    if (as) {
+      if (numel(as) !== numel(shape)) throw new Error(`internal: ${key} viewed as [${as}] from [${shape}]`);
+      shape.splice(0, shape.length, ...as);
+    }
     const slot = { key, shape, dtype: this.dtype, sources };
     this.slots.push(slot);
     return slot;
@@ -53,6 +62,13 @@ export class WeightPlanner {
     const unused = [...this.ckpt.tensors.keys()].filter((n) => !this.used.has(n)).sort();
     const bytes = this.slots.reduce((n, s) => n + numel(s.shape) * DTYPE_BYTES[s.dtype], 0);
     return { slots: this.slots, unused, bytes };
+  }
+
+  /** Marks a tensor as read elsewhere (e.g. the draft's d2t), so it is not reported unused. */
+  use(name: string): TensorEntry | undefined {
+    const e = this.ckpt.tensors.get(name);
+    if (e) this.used.add(name);
+    return e;
   }
 
   private source(name: string, shape: number[]): TensorEntry {

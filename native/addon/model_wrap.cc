@@ -45,6 +45,7 @@ Napi::Object round_result(Napi::Env env, const e3::SpecRoundResult& r) {
   out.Set("tokens", typed_copy<int32_t, Napi::Int32Array>(env, r.tokens));
   out.Set("counts", typed_copy<int32_t, Napi::Int32Array>(env, r.counts));
   out.Set("drafted", typed_copy<int32_t, Napi::Int32Array>(env, r.drafted));
+  out.Set("trees", typed_copy<int32_t, Napi::Int32Array>(env, r.trees));
   out.Set("draftMs", r.draft_ms);
   out.Set("verifyMs", r.verify_ms);
   out.Set("acceptMs", r.accept_ms);
@@ -100,6 +101,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                    {InstanceMethod<&ModelWrap::Step>("step"),
                                     InstanceMethod<&ModelWrap::Prefill>("prefillSpeculative"),
                                     InstanceMethod<&ModelWrap::Round>("speculativeRound"),
+                                    InstanceMethod<&ModelWrap::Candidates>("draftCandidates"),
                                     InstanceMethod<&ModelWrap::Dispose>("dispose"),
                                     InstanceAccessor<&ModelWrap::Info>("info")});
     exports.Set("NativeQwenModel", f);
@@ -156,6 +158,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto r = std::make_shared<e3::HostSpecRound>(parse_spec_round(arg_object(info[0], "round")));
       return queue<e3::SpecRoundResult>(info.Env(), state_, [r](ModelState& s) { return spec_of(s).round(*r); },
                                         [](Napi::Env env, const e3::SpecRoundResult& x) { return Napi::Value(round_result(env, x)); });
+    });
+  }
+
+  // draftCandidates(slot): { probs, ids } the slot's next round starts from
+  Napi::Value Candidates(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      std::vector<float> probs;
+      std::vector<int32_t> ids;
+      {
+        std::lock_guard<std::mutex> lock(state_->mu);
+        spec_of(*state_).candidates(info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1, probs, ids);
+      }
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("probs", typed_copy<float, Napi::Float32Array>(info.Env(), probs));
+      o.Set("ids", typed_copy<int32_t, Napi::Int32Array>(info.Env(), ids));
+      return Napi::Value(o);
     });
   }
 

@@ -129,6 +129,14 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   return out;
 }
 
+void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int32_t>& ids) {
+  E3_ARG(slot >= 0 && slot < cand_probs_.dim(0), "no draft slot " + std::to_string(slot));
+  probs.resize(kMaxTopk);
+  ids.resize(kMaxTopk);
+  copy_to_host(cand_probs_.rows(slot, slot + 1), 0, probs.data(), kMaxTopk * 4);
+  copy_to_host(cand_ids_.rows(slot, slot + 1), 0, ids.data(), kMaxTopk * 4);
+}
+
 SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   check_tree_shape(r.shape);
   const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
@@ -205,7 +213,10 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
     if (i + 1 < S) ops_.gather_rows(states, device_i32(parent_rows), recurrent);
   }
   std::vector<Tree> trees;
-  for (int b = 0; b < B; ++b) trees.push_back(build_tree(cand[size_t(b)], r.roots[size_t(b)], N));
+  for (int b = 0; b < B; ++b) {
+    trees.push_back(build_tree(cand[size_t(b)], r.roots[size_t(b)], N));
+    res.trees.insert(res.trees.end(), trees.back().tokens.begin(), trees.back().tokens.end());
+  }
   double t1 = now_ms();
   res.draft_ms = t1 - t0;
 

@@ -33,6 +33,7 @@ struct SpecRoundResult {
   std::vector<int32_t> tokens;      // accepted drafts then the bonus, sequences one after another
   std::vector<int32_t> counts;      // [B] tokens of each sequence (accepted + 1)
   std::vector<int32_t> drafted;     // [B] tree nodes verified (without the root)
+  std::vector<int32_t> trees;       // [B · N] the verified trees' tokens, root first (diagnostics)
   double draft_ms = 0, verify_ms = 0, accept_ms = 0;
 };
 
@@ -43,6 +44,8 @@ class SpecRunner {
   int max_topk() const { return kMaxTopk; }
   StepResult prefill(const HostSpecPrefill& p);
   SpecRoundResult round(const HostSpecRound& r);
+  // The draft's top-K probabilities and target ids a slot holds for its next round (inspection).
+  void candidates(int slot, std::vector<float>& probs, std::vector<int32_t>& ids);
 
  private:
   static constexpr int kMaxTopk = 16;
