@@ -14,6 +14,7 @@ import { TargetModel, kvCachePages as kvPages } from "./model/target.js";
 import { openDraft } from "./model/draft.js";
 import type { AuxLayerConvention } from "./model/draft-config.js";
 import { type TreeShape, TreePolicy } from "./spec/tree-policy.js";
+import type { SpeculativeStats } from "./spec/stats.js";
 import { type DeviceName, native } from "./native.js";
 import { nonNegativeInt, numberIn, oneOf, optionalString, positiveInt, stringList } from "./options.js";
 import { type ChatMessage, Tokenizer } from "./tokenizer/tokenizer.js";
@@ -93,6 +94,8 @@ export interface EngineStats {
   generatedTokens: number;
   running: number;
   queued: number;
+  /** With a draft: accepted lengths, acceptance per position, phase times. */
+  speculative?: SpeculativeStats;
 }
 
 export class Engine {

@@ -196,6 +196,7 @@ export interface NativeOps {
   ): void;
   attention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, layout: NativeAttentionLayout, scale: number, out: NativeTensor): void;
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;
+  linearSwiglu(gateUp: NativeTensor, w: NativeTensor, act: NativeTensor, out: NativeTensor): void;
   gatherRows(x: NativeTensor, rows: NativeTensor, out: NativeTensor): void;
   copyColumns(src: NativeTensor, dst: NativeTensor, col: number): void;
   scatterRows(src: NativeTensor, rows: NativeTensor, dst: NativeTensor): void;
@@ -203,6 +204,9 @@ export interface NativeOps {
   sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;
   fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;
   synchronize(): void;
+  timerStart(): void;
+  /** Device milliseconds since timerStart(). */
+  timerStop(): number;
   setGemmPath(path: "auto" | "gemv" | "cublaslt"): void;
 }
 

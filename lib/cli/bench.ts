@@ -1,45 +1,113 @@
 /** `eagle3 bench`: measured speed, printed as a table and written as JSON with device, commit and date. */
 import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
+import { type KernelRow, benchKernels } from "../bench/kernel-bench.js";
 import { benchTarget, type TargetBenchResult } from "../bench/target-bench.js";
 import { PRESETS } from "../model/presets.js";
-import { UsageError, num, parse, str } from "./args.js";
+import { DATASETS, loadPrompts } from "../bench/datasets.js";
+import { plotSpeculative } from "../bench/plot.js";
+import { type SpecBenchRow, benchSpeculative } from "../bench/spec-bench.js";
+import { type Parsed, UsageError, num, parse, str } from "./args.js";
 
-const HELP = `usage: eagle3 bench --random PRESET [options]
+const HELP = `usage: eagle3 bench --model DIR --draft DIR [options]     baseline against EAGLE-3 on real prompts
+       eagle3 bench --random PRESET [options]               the target's speed on random weights of a real shape
 
-  --random PRESET      random bf16 weights of a real shape: ${Object.keys(PRESETS).join(", ")}
+EAGLE-3 (--model/--draft):
+  --dataset LIST       ${DATASETS.join(", ")} or FILE.jsonl, comma-separated (default mtbench)
+  --prompts N          prompts per dataset (default: 2 × the batch size)
+  --batch LIST         batch sizes (default 1,4,16,32)
+  --max-tokens N       tokens per request (default 128)
+  --temperature T      0 = greedy (default)
+  --tree S,K,N         draft steps, top-k and draft tokens (default: chosen per batch size)
+  --device cuda|cpu  --tokenizer DIR  --max-context N
+  --plot FILE.svg      speed-up and accepted length per dataset and batch size
+Random weights (--random):
+  --random PRESET      ${Object.keys(PRESETS).join(", ")}
   --batch LIST         decode batch sizes (default 1,8,32,64)
   --context N          context length for decode and verification (default 1024)
   --steps N            timed decode steps per batch size (default 64)
   --prefill N          prompt tokens for the prefill figure (default 2048)
   --reference FILE     JSON of {"transformersTokensPerSecond": x, ...} measured in the same run
+  --kernels            also time each op of a decode step alone (batch 1 and 8)
+Both:
   --json FILE          write the result (device, commit, date included)`;
 
 export async function run(argv: string[]): Promise<number> {
   const p = parse(argv, {
     random: { type: "string" }, batch: { type: "string" }, context: { type: "string" }, steps: { type: "string" },
-    prefill: { type: "string" }, reference: { type: "string" }, json: { type: "string" },
+    prefill: { type: "string" }, reference: { type: "string" }, json: { type: "string" }, kernels: { type: "boolean" },
+    model: { type: "string" }, draft: { type: "string" }, dataset: { type: "string" }, prompts: { type: "string" },
+    "max-tokens": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
+    tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" },
   }, HELP);
   if (!p) return 0;
+  if (str(p, "model") || str(p, "draft")) return runSpeculative(p);
   const preset = str(p, "random");
-  if (!preset) throw new UsageError("--random PRESET is required", HELP);
+  if (!preset) throw new UsageError("give --model DIR --draft DIR, or --random PRESET", HELP);
   const config = PRESETS[preset];
   if (!config) throw new UsageError(`unknown preset "${preset}" (known: ${Object.keys(PRESETS).join(", ")})`, HELP);
-  const batches = (str(p, "batch") ?? "1,8,32,64").split(",").map(Number);
-  if (batches.some((b) => !Number.isInteger(b) || b < 1)) throw new UsageError("--batch takes positive integers", HELP);
+  const batches = list(p, "batch", "1,8,32,64");
+  const context = num(p, "context") ?? 1024;
   const result = await benchTarget({
-    preset, config, batches, context: num(p, "context") ?? 1024, decodeSteps: num(p, "steps") ?? 64,
+    preset, config, batches, context, decodeSteps: num(p, "steps") ?? 64,
     verifyTokens: [8, 16, 32, 64], prefillTokens: num(p, "prefill") ?? 2048, seed: 0, log: (l) => console.error(l),
   });
+  const kernels = p.values.kernels ? [1, 8].flatMap((rows) => benchKernels(config, rows, context)) : undefined;
+  if (kernels) console.log(kernelTable(kernels));
   const refFile = str(p, "reference");
   const reference = refFile ? JSON.parse(await readFile(refFile, "utf8")) : undefined;
   console.log(table(result, reference));
   const out = str(p, "json");
   if (out) {
-    const record = { kind: "target", date: new Date().toISOString(), commit: commit(), node: process.version, ...result, reference };
+    const record = { kind: "target", date: new Date().toISOString(), commit: commit(), node: process.version, ...result, reference, kernels };
     await writeFile(out, JSON.stringify(record, null, 2) + "\n");
   }
   return 0;
+}
+
+async function runSpeculative(p: Parsed): Promise<number> {
+  const model = str(p, "model"), draft = str(p, "draft");
+  if (!model || !draft) throw new UsageError("--model and --draft go together", p.help);
+  const datasets = (str(p, "dataset") ?? "mtbench").split(",");
+  const batches = list(p, "batch", "1,4,16,32");
+  const tree = str(p, "tree")?.split(",").map(Number);
+  if (tree && (tree.length !== 3 || tree.some((x) => !Number.isInteger(x)))) throw new UsageError("--tree takes S,K,N", p.help);
+  const rows: SpecBenchRow[] = [];
+  for (const dataset of datasets) {
+    const prompts = await loadPrompts(dataset, num(p, "prompts") ?? 2 * Math.max(...batches));
+    rows.push(...(await benchSpeculative({
+      engine: {
+        model, device: str(p, "device") as "cuda" | "cpu" | undefined, tokenizer: str(p, "tokenizer"),
+        maxContext: num(p, "max-context"), tree: tree && { steps: tree[0], topk: tree[1], draftTokens: tree[2] },
+      },
+      draft, dataset, prompts, batches, maxTokens: num(p, "max-tokens") ?? 128, temperature: num(p, "temperature") ?? 0,
+      onProgress: (done, total, label) => process.stderr.write(`\r[${"#".repeat(done).padEnd(total)}] ${label}`.padEnd(60) + (done === total ? "\n" : "")),
+    })));
+  }
+  console.log(speculativeTable(rows));
+  const plot = str(p, "plot");
+  if (plot) await writeFile(plot, plotSpeculative(rows, `EAGLE-3: ${model} + ${draft}`));
+  const out = str(p, "json");
+  if (out) {
+    const record = { kind: "speculative", date: new Date().toISOString(), commit: commit(), node: process.version, model, draft, rows };
+    await writeFile(out, JSON.stringify(record, null, 2) + "\n");
+  }
+  return 0;
+}
+
+function list(p: Parsed, name: string, def: string): number[] {
+  const v = (str(p, name) ?? def).split(",").map(Number);
+  if (v.some((b) => !Number.isInteger(b) || b < 1)) throw new UsageError(`--${name} takes positive integers`, p.help);
+  return v;
+}
+
+export function speculativeTable(rows: SpecBenchRow[]): string {
+  return [
+    "| dataset | batch | baseline tok/s | EAGLE-3 tok/s | speed-up | accepted length | acceptance by position | draft / verify / accept / host ms |",
+    "|---|---:|---:|---:|---:|---:|---|---|",
+    ...rows.map((r) => `| ${r.dataset} | ${r.batch} | ${r.baselineTokensPerSecond} | ${r.eagleTokensPerSecond} | ${r.speedup}× | ${r.meanAcceptedLength} | ` +
+      `${r.acceptanceByPosition.map((x) => x.toFixed(2)).join(" ")} | ${r.phases.draftMs} / ${r.phases.verifyMs} / ${r.phases.acceptMs} / ${r.phases.hostMs} |`),
+  ].join("\n");
 }
 
 function commit(): string {
@@ -65,4 +133,9 @@ export function table(r: TargetBenchResult, reference?: Record<string, number>):
   if (reference?.transformersTokensPerSecond)
     lines.push(`transformers (same shape, same run): ${reference.transformersTokensPerSecond} tok/s at batch 1`);
   return lines.join("\n");
+}
+
+function kernelTable(rows: KernelRow[]): string {
+  return ["| op | shape | µs | GB/s | per step |", "|---|---|---:|---:|---:|",
+    ...rows.map((r) => `| ${r.op} | ${r.shape} | ${r.us} | ${r.gbPerS} | ${r.perStep} |`)].join("\n");
 }

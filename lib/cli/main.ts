@@ -5,7 +5,7 @@ import { UsageError } from "./args.js";
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   generate: { summary: "generate text from a prompt or chat messages", run: async (a) => (await import("./generate.js")).run(a) },
   inspect: { summary: "describe a checkpoint directory and whether it will load", run: async (a) => (await import("./inspect.js")).run(a) },
-  bench: { summary: "measure tokens/s (random weights of a real shape)", run: async (a) => (await import("./bench.js")).run(a) },
+  bench: { summary: "baseline against EAGLE-3 tokens/s, or the target's speed on random weights", run: async (a) => (await import("./bench.js")).run(a) },
   env: { summary: "print Node, addon build, CUDA driver/runtime and GPUs", run: async (a) => (await import("./env.js")).run(a) },
 };
 

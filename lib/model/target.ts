@@ -157,6 +157,11 @@ export class TargetModel {
     return this.model.prefillSpeculative(p);
   }
 
+  /** The draft's top-16 a slot's next round starts from (inspection and tests). */
+  draftCandidates(slot: number): { probs: Float32Array; ids: Int32Array } {
+    return this.model.draftCandidates(slot);
+  }
+
   /** One draft → verify → accept round for a batch of decoding sequences. */
   speculativeRound(r: NativeRound): Promise<NativeRoundResult> {
     return this.model.speculativeRound(r);

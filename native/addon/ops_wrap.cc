@@ -57,6 +57,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::QkvRopeStore>("qkvRopeStore"),
         InstanceMethod<&OpsWrap::Attention>("attention"),
         InstanceMethod<&OpsWrap::SiluMul>("siluMul"),
+        InstanceMethod<&OpsWrap::LinearSwiglu>("linearSwiglu"),
         InstanceMethod<&OpsWrap::GatherRows>("gatherRows"),
         InstanceMethod<&OpsWrap::CopyColumns>("copyColumns"),
         InstanceMethod<&OpsWrap::ScatterRows>("scatterRows"),
@@ -64,6 +65,8 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::Sample>("sample"),
         InstanceMethod<&OpsWrap::FillNormal>("fillNormal"),
         InstanceMethod<&OpsWrap::Synchronize>("synchronize"),
+        InstanceMethod<&OpsWrap::TimerStart>("timerStart"),
+        InstanceMethod<&OpsWrap::TimerStop>("timerStop"),
         InstanceMethod<&OpsWrap::SetGemmPath>("setGemmPath"),
     });
     exports.Set("NativeOps", f);
@@ -114,6 +117,10 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   Napi::Value SiluMul(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.silu_mul(T(i, 0, "gateUp"), T(i, 1, "out")); });
   }
+  // linearSwiglu(gateUp, w, act, out)
+  Napi::Value LinearSwiglu(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.linear_swiglu(T(i, 0, "gateUp"), T(i, 1, "w"), T(i, 2, "act"), T(i, 3, "out")); });
+  }
   Napi::Value GatherRows(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.gather_rows(T(i, 0, "x"), T(i, 1, "rows"), T(i, 2, "out")); });
   }
@@ -136,6 +143,13 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   // fillNormal(t, seed, mean, std)
   Napi::Value FillNormal(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.fill_normal(T(i, 0, "t"), uint64_t(F(i, 1)), F(i, 2), F(i, 3)); });
+  }
+  Napi::Value TimerStart(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.timer_start(); });
+  }
+  // Milliseconds of device work since timerStart().
+  Napi::Value TimerStop(const Napi::CallbackInfo& i) {
+    return guard(i.Env(), [&] { return Napi::Value(Napi::Number::New(i.Env(), ops_->timer_stop_ms())); });
   }
   Napi::Value Synchronize(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {

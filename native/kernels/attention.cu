@@ -81,6 +81,7 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 // (o, max, sum) that attention_combine merges.
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArgs a, int tiles_per_seq, int splits) {
+  pdl_begin();
   constexpr int LD = D + 8;  // padded smem rows: ldmatrix rows land in distinct banks
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
@@ -234,6 +235,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
 
 // Merges split partials: one warp per (token, head).
 __global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
+  pdl_begin();
   int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   int lane = threadIdx.x & 31;
   if (row >= int64_t(a.tokens) * a.heads) return;
@@ -259,6 +261,7 @@ __global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
 // Any head size, one warp per (token, head), positions in sequence: the path for odd head sizes
 // (tiny test models). Written for clarity, not speed.
 __global__ void attention_simple_kernel(AttentionArgs a) {
+  pdl_begin();
   int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   int lane = threadIdx.x & 31;
   if (row >= int64_t(a.tokens) * a.heads) return;
@@ -318,10 +321,12 @@ cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
   cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (e != cudaSuccess) return e;
   dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
-  attention_mma_kernel<D><<<grid, kWarps * 32, smem, s>>>(a, tiles, splits);
+  e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, tiles, splits);
+  if (e != cudaSuccess) return e;
   if (splits > 1) {
     int64_t rows = int64_t(a.tokens) * a.heads;
-    attention_combine_kernel<<<ceil_div(rows, 4), 128, 0, s>>>(a, splits, D);
+    e = launch(attention_combine_kernel, dim3(ceil_div(rows, 4)), dim3(128), 0, s, a, splits, D);
+    if (e != cudaSuccess) return e;
   }
   return cudaGetLastError();
 }
@@ -340,8 +345,7 @@ cudaError_t attention(const AttentionArgs& a, cudaStream_t s) {
   if (a.head_dim == 64) return launch_mma<64>(a, s);
   if (a.head_dim == 128) return launch_mma<128>(a, s);
   int64_t rows = int64_t(a.tokens) * a.heads;
-  attention_simple_kernel<<<ceil_div(rows, 4), 128, 0, s>>>(a);
-  return cudaGetLastError();
+  return launch(attention_simple_kernel, dim3(ceil_div(rows, 4)), dim3(128), 0, s, a);
 }
 
 }  // namespace e3k

@@ -25,6 +25,32 @@ __device__ __forceinline__ Bf16x8 pack8(const float in[8]) {
   return v;
 }
 
+// Programmatic dependent launch (Hopper): wait until the previous kernel's results are visible,
+// then let the next kernel start launching, so launch latency overlaps this kernel's tail. Every
+// kernel launched through e3k::launch() calls this before touching memory.
+__device__ __forceinline__ void pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// Launches with programmatic stream serialization allowed (see pdl_begin).
+template <typename... KArgs, typename... Args>
+cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+
 // 16-byte read-only load of eight bf16 values.
 __device__ __forceinline__ Bf16x8 ldg8(const Bf16x8* p) {
   uint4 u = __ldg(reinterpret_cast<const uint4*>(p));

@@ -7,6 +7,7 @@ namespace e3k {
 // so the residual add and the normalisation need a single pass over global memory.
 template <bool ADD>
 __global__ void rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* w, bf16* out, int n, int groups, float eps) {
+  pdl_begin();
   extern __shared__ float row[];
   __shared__ float scratch[32];
   int64_t base = int64_t(blockIdx.x) * n;
@@ -35,9 +36,8 @@ static cudaError_t launch(bf16* residual, const bf16* x, const bf16* w, bf16* ou
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
   }
-  if (add) rmsnorm_kernel<true><<<rows, threads, smem, s>>>(residual, x, w, out, n, groups, eps);
-  else rmsnorm_kernel<false><<<rows, threads, smem, s>>>(nullptr, x, w, out, n, groups, eps);
-  return cudaGetLastError();
+  if (add) return launch(rmsnorm_kernel<true>, dim3(rows), dim3(threads), smem, s, residual, x, w, out, n, groups, eps);
+  return launch(rmsnorm_kernel<false>, dim3(rows), dim3(threads), smem, s, residual, x, w, out, n, groups, eps);
 }
 
 cudaError_t rmsnorm(const bf16* x, const bf16* w, bf16* out, int rows, int n, int groups, float eps, cudaStream_t s) {

@@ -5,14 +5,14 @@
 namespace e3k {
 
 __global__ void fill_normal_kernel(bf16* out, int64_t n, uint64_t seed, float mean, float std) {
+  pdl_begin();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = __float2bfloat16(mean + std * e3::normal01(seed, uint64_t(i)));
 }
 
 cudaError_t fill_normal(bf16* out, int64_t n, uint64_t seed, float mean, float std, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  fill_normal_kernel<<<unsigned(std::min<int64_t>(ceil_div(n, 256), 65536)), 256, 0, s>>>(out, n, seed, mean, std);
-  return cudaGetLastError();
+  return launch(fill_normal_kernel, dim3(unsigned(std::min<int64_t>(ceil_div(n, 256), 65536))), dim3(256), 0, s, out, n, seed, mean, std);
 }
 
 }  // namespace e3k

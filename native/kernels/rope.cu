@@ -9,6 +9,7 @@ constexpr int kMaxHeadDim = 256;
 // One block per token, one warp per head at a time. The head goes through shared memory so each
 // lane can read its rotation partner.
 __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
+  pdl_begin();
   __shared__ float buf[kWarps][kMaxHeadDim];
   int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int d = a.head_dim, half = a.rotary_dim / 2, total = a.heads + 2 * a.kv_heads;
@@ -52,8 +53,7 @@ __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
 cudaError_t qkv_rope_store(const QkvRopeArgs& a, cudaStream_t s) {
   if (a.head_dim > kMaxHeadDim) return cudaErrorInvalidValue;
   if (a.tokens == 0) return cudaSuccess;
-  qkv_rope_store_kernel<<<a.tokens, kWarps * 32, 0, s>>>(a);
-  return cudaGetLastError();
+  return launch(qkv_rope_store_kernel, dim3(a.tokens), dim3(kWarps * 32), 0, s, a);
 }
 
 }  // namespace e3k

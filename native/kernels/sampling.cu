@@ -28,6 +28,7 @@ __device__ uint32_t bisect_count(int V, float need, KeyOf key_of, float* scratch
 
 __global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, const e3::SamplingParams* params,
                                                            int32_t* out, int V) {
+  pdl_begin();
   __shared__ float scratch[32];
   __shared__ float prefix[kThreads / 32];
   __shared__ int found;
@@ -121,8 +122,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, c
 cudaError_t sample(const float* logits, const e3::SamplingParams* params, int32_t* out, int rows, int vocab,
                    cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  sample_kernel<<<rows, kThreads, 0, s>>>(logits, params, out, vocab);
-  return cudaGetLastError();
+  return launch(sample_kernel, dim3(rows), dim3(kThreads), 0, s, logits, params, out, vocab);
 }
 
 }  // namespace e3k

@@ -11,6 +11,7 @@ __device__ __forceinline__ bool before(float v, int i, float w, int j) { return 
 // One block per row; k rounds of a block-wide arg-max over the elements after the previous pick.
 __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int vocab, int k, const int32_t* map,
                                                         float* probs, int32_t* ids) {
+  pdl_begin();
   __shared__ float scratch[32];
   __shared__ float s_val[kThreads / 32];
   __shared__ int s_idx[kThreads / 32];
@@ -78,8 +79,7 @@ cudaError_t topk_softmax(const float* logits, int rows, int vocab, int k, const 
                          int32_t* ids, cudaStream_t s) {
   if (k < 1 || k > kTopkMax || k > vocab) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
-  topk_kernel<<<rows, kThreads, 0, s>>>(logits, vocab, k, map, probs, ids);
-  return cudaGetLastError();
+  return launch(topk_kernel, dim3(rows), dim3(kThreads), 0, s, logits, vocab, k, map, probs, ids);
 }
 
 }  // namespace e3k

@@ -97,10 +97,13 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   size_t T = s.tokens.size(), S = s.kv_len.size();
   E3_ARG(p.slots.size() == S && p.final_chunk.size() == S && p.next_tokens.size() == T,
          "prefill: slots and finalChunk need one entry per sequence, nextTokens one per token");
-  E3_ARG(!s.sampling.empty() && s.logit_rows.size() == S, "prefill: one sampled logit row per sequence");
+  size_t finals_n = 0;
+  for (uint8_t f : p.final_chunk) finals_n += f != 0;
+  E3_ARG(s.logit_rows.size() == finals_n && s.sampling.size() == finals_n,
+         "prefill: one sampled logit row for each sequence whose prompt ends in this step");
   StepTensors io = target_->prepare(s);
-  target_->compute(io, true);
-  std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), int64_t(S));
+  target_->compute(io, finals_n > 0);
+  std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), int64_t(finals_n));
   HostStep d = s;
   d.tokens = p.next_tokens;
   d.sampling.clear();
@@ -108,10 +111,12 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   std::vector<int32_t> finals, rows;
   for (size_t i = 0; i < S; ++i) {
     int last = s.q_start[i + 1] - 1;
+    if (p.final_chunk[i])
+      E3_ARG(s.logit_rows[finals.size()] == last, "prefill: a final chunk samples after its last token");
     for (int t = s.q_start[i]; t <= last; ++t) {
       int32_t& tok = d.tokens[size_t(t)];
       E3_ARG(tok >= 0 || (t == last && p.final_chunk[i]), "prefill: nextTokens may be -1 only at the end of a final chunk");
-      if (tok < 0) tok = sampled[i];
+      if (tok < 0) tok = sampled[finals.size()];
       E3_ARG(tok < draft_.config().vocab, "prefill: next token " + std::to_string(tok) + " outside the vocabulary");
     }
     if (p.final_chunk[i]) {

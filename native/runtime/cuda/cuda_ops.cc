@@ -164,8 +164,7 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
   }
   if (M == 0) return;
   bool f32 = out.dtype() == DType::F32;
-  bool gemv = gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && M <= e3k::kGemvMaxM);
-  if (gemv && M <= e3k::kGemvMaxM && K % 8 == 0) {
+  if (use_gemv(M, K)) {
     check(e3k::gemv(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out), f32 ? out.ptr<float>() : nullptr,
                     int(M), int(N), int(K), stream_),
           "gemv");
@@ -220,6 +219,22 @@ void CudaOps::silu_mul(const Tensor& gate_up, const Tensor& out) {
   int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
   expect_shape(out, {T, I}, "silu_mul out");
   check(e3k::silu_mul(bf(gate_up), bf(out), int(T), int(I), stream_), "silu_mul");
+}
+
+void CudaOps::linear_swiglu(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) {
+  int64_t M = gate_up.dim(0), K = gate_up.dim(1) / 2;
+  if (!use_gemv(M, K)) return Ops::linear_swiglu(gate_up, w, act, out);
+  on_gpu(gate_up, DType::BF16, "linear_swiglu gate_up");
+  on_gpu(w, DType::BF16, "linear_swiglu w");
+  on_gpu(out, DType::BF16, "linear_swiglu out");
+  E3_ARG(w.rank() == 2 && w.dim(1) == K, "linear_swiglu: " + gate_up.describe() + " · " + w.describe());
+  expect_shape(out, {M, w.dim(0)}, "linear_swiglu out");
+  check(e3k::gemv_swiglu(bf(gate_up), bf(w), bf(out), int(M), int(w.dim(0)), int(K), stream_), "gemv_swiglu");
+}
+
+bool CudaOps::use_gemv(int64_t m, int64_t k) const {
+  bool small = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0;
+  return small && gemm_path_ != GemmPath::CublasLt;
 }
 
 void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {

@@ -1,0 +1,86 @@
+/**
+ * Each op of one decode step at a preset's shapes (batch `rows`), timed alone on the device: the
+ * time of the whole step splits into these plus launch gaps. Products are timed on both paths
+ * (own GEMV, cuBLASLt) so the choice between them is a measurement.
+ */
+import type { TargetConfig } from "../model/config.js";
+import { type NativeOps, type NativeTensor, native } from "../native.js";
+import { median, round } from "./stats.js";
+
+export interface KernelRow {
+  op: string;
+  shape: string;
+  us: number;
+  gbPerS: number;
+  perStep: number;
+}
+
+export function benchKernels(cfg: TargetConfig, rows: number, context: number): KernelRow[] {
+  const addon = native();
+  const ops = new addon.NativeOps("cuda");
+  const T = (shape: number[], dtype: "bf16" | "f32" | "i32" = "bf16") => {
+    const t = addon.NativeTensor.empty(dtype, shape, "cuda");
+    if (dtype === "bf16") ops.fillNormal(t, shape.length * 31 + shape[0], 0, 0.5);
+    return t;
+  };
+  const time = (run: () => void, reps = 50): number => {
+    run();
+    const ms: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      ops.timerStart();
+      for (let i = 0; i < reps; i++) run();
+      ms.push(ops.timerStop() / reps);
+    }
+    return median(ms) * 1000;
+  };
+  const H = cfg.hiddenSize, I = cfg.intermediateSize, D = cfg.headDim, nh = cfg.numHeads, nkv = cfg.numKvHeads, L = cfg.numLayers;
+  const out: KernelRow[] = [];
+  const add = (op: string, shape: string, us: number, bytes: number, perStep: number) =>
+    out.push({ op, shape, us: round(us, 2), gbPerS: round(bytes / (us * 1e-6) / 1e9, 0), perStep });
+  const products: Array<[string, number, number, number]> = [
+    ["qkv", (nh + 2 * nkv) * D, H, L], ["o", H, nh * D, L], ["gate_up", 2 * I, H, L], ["down", H, I, 0], ["lm_head", cfg.vocabSize, H, 1],
+  ];
+  for (const [name, n, k, perStep] of products) {
+    const x = T([rows, k]), w = T([n, k]);
+    for (const path of ["gemv", "cublaslt"] as const) {
+      if (path === "gemv" && rows > 8) continue;
+      ops.setGemmPath(path);
+      const o = T([rows, n], name === "lm_head" ? "f32" : "bf16");
+      add(`linear ${name} (${path})`, `${rows}×${n}×${k}`, time(() => ops.linear(x, w, null, o)), 2 * n * k, perStep);
+    }
+  }
+  ops.setGemmPath("auto");
+  const x = T([rows, H]), res = T([rows, H]), wn = T([H]), o = T([rows, H]);
+  add("add_rmsnorm", `${rows}×${H}`, time(() => ops.addRmsnorm(res, x, wn, 1e-6, o)), 6 * rows * H, 2 * L);
+  const gu = T([rows, 2 * I]), act = T([rows, I]), down = T([H, I]), dout = T([rows, H]);
+  add("silu_mul", `${rows}×${I}`, time(() => ops.siluMul(gu, act)), 6 * rows * I, 0);
+  add("down with SwiGLU fused", `${rows}×${H}×${I}`, time(() => ops.linearSwiglu(gu, down, act, dout)), 2 * H * I, L);
+  add("attention + rope", `${rows} seqs × ${context} ctx`, attention(ops, T, cfg, rows, context, time), rows * context * 2 * nkv * D * 2, L);
+  ops.synchronize();
+  return out;
+}
+
+function attention(ops: NativeOps, T: (s: number[], d?: "bf16" | "f32" | "i32") => NativeTensor, cfg: TargetConfig, rows: number, context: number,
+  time: (run: () => void) => number): number {
+  const addon = native();
+  const page = 16, pages = Math.ceil((context + 1) / page);
+  const i32 = (a: Int32Array, shape: number[]) => addon.NativeTensor.fromBytes(a, "i32", shape, "cuda");
+  const pageTable = Int32Array.from({ length: rows * pages }, (_, i) => i);
+  const slots = Int32Array.from({ length: rows }, (_, s) => (s * pages) * page + context);
+  const layout = {
+    numSeqs: rows, numTokens: rows, pageSize: page, maxPages: pages, maxQLen: 1, maxKvLen: context + 1,
+    qStart: i32(Int32Array.from({ length: rows + 1 }, (_, i) => i), [rows + 1]),
+    kvLen: i32(new Int32Array(rows).fill(context + 1), [rows]),
+    pageTable: i32(pageTable, [rows, pages]), tokenSeq: i32(Int32Array.from({ length: rows }, (_, i) => i), [rows]),
+    slots: i32(slots, [rows]),
+  };
+  const D = cfg.headDim, nh = cfg.numHeads, nkv = cfg.numKvHeads;
+  const kc = T([rows * pages * page, nkv, D]), vc = T([rows * pages * page, nkv, D]);
+  const qkv = T([rows, (nh + 2 * nkv) * D]), q = T([rows, nh, D]), out = T([rows, nh, D]);
+  const qn = T([D]), kn = T([D]);
+  const pos = i32(new Int32Array(rows).fill(context), [rows]);
+  return time(() => {
+    ops.qkvRopeStore(qkv, cfg.qkNorm ? qn : null, cfg.qkNorm ? kn : null, 1e-6, pos, cfg.rotaryDim, cfg.ropeTheta, layout, q, kc, vc);
+    ops.attention(q, kc, vc, layout, 1 / Math.sqrt(D), out);
+  });
+}

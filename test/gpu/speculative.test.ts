@@ -1,0 +1,49 @@
+/**
+ * EAGLE-3 on the GPU: greedy output with the draft equals greedy output without it (both on the
+ * GPU), for several trees and batch sizes; the draft's distribution after a prompt agrees with the
+ * independent PyTorch reference within bf16 tolerance.
+ */
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { Engine } from "../../lib/engine.js";
+import { FIXTURES, readGolden } from "../helpers/golden.js";
+import { hasCuda } from "../helpers/tensors.js";
+
+const target = join(FIXTURES, "qwen3-tiny");
+const draft = join(FIXTURES, "eagle3-qwen3-tiny");
+const title = hasCuda ? "EAGLE-3 on CUDA" : "EAGLE-3 on CUDA (skipped: no CUDA device)";
+
+describe.skipIf(!hasCuda)(title, () => {
+  it.each([
+    { steps: 4, topk: 1, draftTokens: 5 },
+    { steps: 3, topk: 4, draftTokens: 8 },
+    { steps: 6, topk: 8, draftTokens: 48 },
+  ])("greedy with the draft equals greedy without, tree %o", async (tree) => {
+    const g = await readGolden("qwen3-tiny");
+    const prompts = [...g.prompts.map((p) => p.ids), [9, 8, 7, 6, 5], [3]];
+    await using plain = await Engine.load({ model: target, device: "cuda", maxContext: 256, maxBatch: 8 });
+    await using spec = await Engine.load({ model: target, draft, tree, device: "cuda", maxContext: 256, maxBatch: 8 });
+    const want = await Promise.all(prompts.map((ids) => plain.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
+    const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
+    got.forEach((c, i) => expect(c.tokens, `prompt ${i}`).toEqual(want[i].tokens));
+    const s = spec.stats().speculative!;
+    console.log(`tree ${JSON.stringify(tree)}: ${s.rounds} rounds, mean accepted length ${s.meanAcceptedLength.toFixed(2)}`);
+  });
+
+  it("the draft's top candidates after a prompt match the PyTorch reference", async () => {
+    const golden = JSON.parse(readFileSync(join(draft, "golden.json"), "utf8"));
+    await using spec = await Engine.load({ model: target, draft, tree: { steps: 4, topk: 1, draftTokens: 5 }, device: "cuda", maxContext: 256, maxBatch: 1 });
+    for (const p of golden.prompts) {
+      await spec.complete({ tokens: p.ids }, { maxTokens: 1, ignoreEos: true });
+      const cand = spec.target.draftCandidates(0);
+      // bf16 against fp32: the same leader, and the reference's top probabilities within tolerance.
+      expect(cand.ids[0]).toBe(p.top_ids[0]);
+      for (let i = 0; i < 4; i++) {
+        const j = Array.from(cand.ids).indexOf(p.top_ids[i]);
+        expect(j, `reference rank ${i}`).toBeGreaterThanOrEqual(0);
+        expect(Math.abs(cand.probs[j] - p.top_probs[i])).toBeLessThan(0.03);
+      }
+    }
+  });
+});

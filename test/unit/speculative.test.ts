@@ -1,0 +1,156 @@
+/**
+ * EAGLE-3 on the CPU reference path: the draft against an independent PyTorch implementation
+ * (top-16 after the prompt, greedy chain), lossless greedy decoding for several tree shapes and
+ * both checkpoint formats, and sampled output following the target's distribution.
+ */
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { Engine } from "../../lib/engine.js";
+import { PageAllocator } from "../../lib/batch/page-allocator.js";
+import { Sequence } from "../../lib/batch/sequence.js";
+import { buildStep, packSampling } from "../../lib/batch/step-plan.js";
+import { readTargetConfig } from "../../lib/model/config.js";
+import { openDraft } from "../../lib/model/draft.js";
+import { TargetModel } from "../../lib/model/target.js";
+import { FIXTURES, readGolden } from "../helpers/golden.js";
+
+const target = join(FIXTURES, "qwen3-tiny");
+const drafts = ["eagle3-qwen3-tiny", "eagle3-qwen3-tiny-bin"].map((d) => join(FIXTURES, d));
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+
+interface DraftGolden {
+  prompts: Array<{ ids: number[]; root: number; top_probs: number[]; top_ids: number[]; chain: number[] }>;
+  chain: number;
+}
+
+describe("EAGLE-3 draft against the PyTorch reference", () => {
+  it.each(drafts)("%s: top-16 after the prompt and the greedy chain after it", async (dir) => {
+    const g: DraftGolden = JSON.parse(readFileSync(join(dir, "golden.json"), "utf8"));
+    const { config } = await readTargetConfig(target);
+    const draft = await openDraft(dir, config, 1);
+    const model = await TargetModel.load(target, { device: "cpu", maxStepTokens: 128, numPages: 16, pageSize: 16 }, config, draft);
+    try {
+      for (const p of g.prompts) {
+        const seq = new Sequence(0, p.ids.length, p.ids, 64, GREEDY, new Set());
+        seq.pages = new PageAllocator(16).alloc(16)!;
+        seq.slot = 0;
+        const step = buildStep([{ seq, count: p.ids.length, samples: true }]);
+        const next = Int32Array.from(p.ids.slice(1).concat([-1]));
+        const res = await model.prefillSpeculative({ ...step, slots: Int32Array.of(0), nextTokens: next, finalChunk: Uint8Array.of(1) });
+        expect(res.tokens![0]).toBe(p.root);
+        const cand = model.draftCandidates(0);
+        expect(Array.from(cand.ids)).toEqual(p.top_ids);
+        cand.probs.forEach((x, i) => expect(x).toBeCloseTo(p.top_probs[i], 4));
+        const r = await model.speculativeRound({
+          steps: g.chain, topk: 1, draftTokens: g.chain + 1, slots: Int32Array.of(0), committed: Int32Array.of(p.ids.length),
+          roots: Int32Array.of(p.root), pageTable: Int32Array.from(seq.pages), maxPages: seq.pages.length, sampling: packSampling([seq]),
+        });
+        expect(Array.from(r.trees)).toEqual([p.root, ...p.chain]);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
+  const shapes = [
+    { steps: 4, topk: 1, draftTokens: 5 },
+    { steps: 3, topk: 4, draftTokens: 8 },
+    { steps: 5, topk: 8, draftTokens: 32 },
+  ];
+  it.each(drafts.flatMap((d) => shapes.map((s) => [d, s] as const)))("%s with tree %o: greedy output equals transformers'", async (draft, tree) => {
+    const g = await readGolden("qwen3-tiny");
+    await using engine = await Engine.load({ model: target, draft, tree, device: "cpu", maxContext: 128, maxBatch: 4 });
+    const results = await Promise.all(g.prompts.map((p) => engine.complete({ tokens: p.ids }, { maxTokens: g.newTokens })));
+    results.forEach((r, i) => expect(r.tokens, `prompt ${i}`).toEqual(g.prompts[i].greedy_f32));
+    const spec = engine.stats().speculative!;
+    expect(spec.rounds).toBeGreaterThan(0);
+    expect(spec.meanAcceptedLength).toBeGreaterThanOrEqual(1);
+    expect(spec.draftedTokens).toBe(spec.rounds * (tree.draftTokens - 1));
+  });
+
+  it("streams the same tokens with the default per-batch trees and ragged prompts batched", async () => {
+    const g = await readGolden("qwen3-tiny");
+    await using plain = await Engine.load({ model: target, device: "cpu", maxContext: 128, maxBatch: 4 });
+    await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 128, maxBatch: 3, maxStepTokens: 16 });
+    const prompts = [...g.prompts.map((p) => p.ids), [9, 8, 7, 6, 5]];
+    const want = await Promise.all(prompts.map((ids) => plain.complete({ tokens: ids }, { maxTokens: 40, ignoreEos: true })));
+    const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 40, ignoreEos: true })));
+    expect(got.map((c) => c.tokens)).toEqual(want.map((c) => c.tokens));
+  });
+});
+
+describe("EAGLE-3 sampling follows the target distribution", () => {
+  it("the second sampled token's frequencies match the target's exact marginal (chi-square)", async () => {
+    const prompt = [11, 22, 33];
+    const opts = { temperature: 1.5, topK: 0, topP: 1 };
+    await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 16, maxBatch: 8, maxQueued: 4096, tree: { steps: 2, topk: 4, draftTokens: 6 } });
+    // Exact marginal of token 2: Σ_t1 p(t1) p(t2 | t1), from the target's logits.
+    const exact = await secondTokenMarginal(prompt, opts.temperature);
+    const n = 2000;
+    const counts = new Map<number, number>();
+    const jobs = Array.from({ length: n }, (_, s) => spec.complete({ tokens: prompt }, { ...opts, maxTokens: 2, seed: 1000 + s, ignoreEos: true }));
+    for (const c of await Promise.all(jobs)) counts.set(c.tokens[1], (counts.get(c.tokens[1]) ?? 0) + 1);
+    // Pool tokens with expected count < 5 into one bin, then chi-square against the exact law.
+    let chi = 0, bins = 0, restExp = 0, restObs = 0;
+    exact.forEach((p, t) => {
+      const e = p * n, o = counts.get(t) ?? 0;
+      if (e < 5) {
+        restExp += e;
+        restObs += o;
+      } else {
+        chi += (o - e) ** 2 / e;
+        bins++;
+      }
+    });
+    if (restExp > 0) {
+      chi += (restObs - restExp) ** 2 / restExp;
+      bins++;
+    }
+    // 99.9th percentile of chi-square with bins − 1 degrees of freedom (Wilson–Hilferty).
+    const k = bins - 1, z = 3.09;
+    const limit = k * (1 - 2 / (9 * k) + z * Math.sqrt(2 / (9 * k))) ** 3;
+    expect(chi, `chi-square ${chi.toFixed(1)} over ${bins} bins (limit ${limit.toFixed(1)})`).toBeLessThan(limit);
+    expect(spec.stats().speculative!.rounds).toBeGreaterThan(0);
+  });
+});
+
+/** Σ_t1 p(t1) p(t2 | t1) for every t2, from the target's logits (batches of 128 continuations). */
+async function secondTokenMarginal(prompt: number[], temperature: number): Promise<Float64Array> {
+  const batch = 128, len = prompt.length + 1;
+  const model = await TargetModel.load(target, { device: "cpu", maxStepTokens: batch * len, maxLogitRows: batch, numPages: batch, pageSize: len });
+  try {
+    const V = model.config.vocabSize;
+    const logitsOf = async (seqs: number[][]) => {
+      const step = buildStep(seqs.map((ids, i) => ({ seq: seqOf(ids, i), count: ids.length, samples: false })));
+      let end = 0;
+      step.logitRows = Int32Array.from(seqs, (ids) => (end += ids.length) - 1);
+      return (await model.step({ ...step, wantLogits: true })).logits!;
+    };
+    const softmax = (l: Float32Array, row: number) => {
+      const x = l.subarray(row * V, (row + 1) * V);
+      const mx = x.reduce((m, v) => Math.max(m, v), -Infinity);
+      const p = Float64Array.from(x, (v) => Math.exp((v - mx) / temperature));
+      const sum = p.reduce((a, b) => a + b, 0);
+      return p.map((v) => v / sum);
+    };
+    const p1 = softmax(await logitsOf([prompt]), 0);
+    const out = new Float64Array(V);
+    for (let b = 0; b < V; b += batch) {
+      const firsts = Array.from({ length: Math.min(batch, V - b) }, (_, i) => b + i);
+      const l = await logitsOf(firsts.map((t1) => [...prompt, t1]));
+      firsts.forEach((t1, i) => softmax(l, i).forEach((q, t2) => (out[t2] += p1[t1] * q)));
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+function seqOf(ids: number[], page: number): Sequence {
+  const s = new Sequence(page, ids.length, ids, 1, GREEDY, new Set());
+  s.pages = [page];
+  return s;
+}
