@@ -10,19 +10,19 @@ export PYTHONUNBUFFERED=1
 vitest() { node node_modules/vitest/vitest.mjs run "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.free,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 # Each kernel family on its own, so a hang names itself.
-for t in rmsnorm linear qkv_rope attention embedding sampling; do
+for t in rmsnorm linear qkv_rope attention embedding sampling topk scatter; do
   timeout 120 bash -c "$(declare -f vitest); vitest --reporter=verbose test/gpu/kernels.test.ts -t $t" >> "$OUT/kernels.log" 2>&1
   echo "kernels $t rc=$?"
 done
 if [ -z "${SKIP_MODEL:-}" ]; then
   timeout 300 python3 test/fixtures/make_fixtures.py --qwen3-4b-layers 4 /tmp/q4b > "$OUT/q4b.log" 2>&1; echo "q4b rc=$?"
-  E3_QWEN3_4B_DIR=/tmp/q4b/qwen3-4b-4l timeout 300 bash -c "$(declare -f vitest); vitest test/gpu/model.test.ts" > "$OUT/model.log" 2>&1; echo "model rc=$?"
+  E3_QWEN3_4B_DIR=/tmp/q4b/qwen3-4b-4l timeout 300 bash -c "$(declare -f vitest); vitest test/gpu/model.test.ts test/gpu/speculative.test.ts" > "$OUT/model.log" 2>&1; echo "model rc=$?"
 fi
 for preset in "${@:-qwen3-4b}"; do
   node -e "import('./dist/model/presets.js').then(m => console.log(JSON.stringify(m.PRESETS['$preset'])))" > /tmp/preset.json
   [ -z "${SKIP_HF:-}" ] && timeout 240 python3 bench/hf_decode.py /tmp/preset.json "$OUT/hf-$preset.json" > "$OUT/hf-$preset.log" 2>&1; echo "hf $preset rc=$?"
   ref=(); [ -s "$OUT/hf-$preset.json" ] && ref=(--reference "$OUT/hf-$preset.json")
-  timeout 300 node bin/eagle3.js bench --random "$preset" "${ref[@]}" --json "$OUT/bench-$preset.json" > "$OUT/bench-$preset.log" 2>&1; echo "bench $preset rc=$?"
+  timeout 300 node bin/eagle3.js bench --random "$preset" ${KERNELS:+--kernels} "${ref[@]}" --json "$OUT/bench-$preset.json" > "$OUT/bench-$preset.log" 2>&1; echo "bench $preset rc=$?"
 done
 grep -hE "✓|×|FAIL|Tests |Error" "$OUT"/kernels.log "$OUT"/model.log 2>/dev/null | head -60
 tail -n 20 "$OUT"/bench-*.log
