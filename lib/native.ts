@@ -196,7 +196,6 @@ export interface NativeOps {
   ): void;
   attention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, layout: NativeAttentionLayout, scale: number, out: NativeTensor): void;
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;
-  linearSwiglu(gateUp: NativeTensor, w: NativeTensor, act: NativeTensor, out: NativeTensor): void;
   gatherRows(x: NativeTensor, rows: NativeTensor, out: NativeTensor): void;
   copyColumns(src: NativeTensor, dst: NativeTensor, col: number): void;
   scatterRows(src: NativeTensor, rows: NativeTensor, dst: NativeTensor): void;

@@ -38,7 +38,7 @@ export function benchKernels(cfg: TargetConfig, rows: number, context: number): 
   const add = (op: string, shape: string, us: number, bytes: number, perStep: number) =>
     out.push({ op, shape, us: round(us, 2), gbPerS: round(bytes / (us * 1e-6) / 1e9, 0), perStep });
   const products: Array<[string, number, number, number]> = [
-    ["qkv", (nh + 2 * nkv) * D, H, L], ["o", H, nh * D, L], ["gate_up", 2 * I, H, L], ["down", H, I, 0], ["lm_head", cfg.vocabSize, H, 1],
+    ["qkv", (nh + 2 * nkv) * D, H, L], ["o", H, nh * D, L], ["gate_up", 2 * I, H, L], ["down", H, I, L], ["lm_head", cfg.vocabSize, H, 1],
   ];
   for (const [name, n, k, perStep] of products) {
     const x = T([rows, k]), w = T([n, k]);
@@ -52,9 +52,8 @@ export function benchKernels(cfg: TargetConfig, rows: number, context: number): 
   ops.setGemmPath("auto");
   const x = T([rows, H]), res = T([rows, H]), wn = T([H]), o = T([rows, H]);
   add("add_rmsnorm", `${rows}×${H}`, time(() => ops.addRmsnorm(res, x, wn, 1e-6, o)), 6 * rows * H, 2 * L);
-  const gu = T([rows, 2 * I]), act = T([rows, I]), down = T([H, I]), dout = T([rows, H]);
-  add("silu_mul", `${rows}×${I}`, time(() => ops.siluMul(gu, act)), 6 * rows * I, 0);
-  add("down with SwiGLU fused", `${rows}×${H}×${I}`, time(() => ops.linearSwiglu(gu, down, act, dout)), 2 * H * I, L);
+  const gu = T([rows, 2 * I]), act = T([rows, I]);
+  add("silu_mul", `${rows}×${I}`, time(() => ops.siluMul(gu, act)), 6 * rows * I, L);
   add("attention + rope", `${rows} seqs × ${context} ctx`, attention(ops, T, cfg, rows, context, time), rows * context * 2 * nkv * D * 2, L);
   ops.synchronize();
   return out;

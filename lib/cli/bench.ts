@@ -29,6 +29,7 @@ Random weights (--random):
   --prefill N          prompt tokens for the prefill figure (default 2048)
   --reference FILE     JSON of {"transformersTokensPerSecond": x, ...} measured in the same run
   --kernels            also time each op of a decode step alone (batch 1 and 8)
+  --layers N           cut the preset to N layers (profiling)
 Both:
   --json FILE          write the result (device, commit, date included)`;
 
@@ -38,14 +39,14 @@ export async function run(argv: string[]): Promise<number> {
     prefill: { type: "string" }, reference: { type: "string" }, json: { type: "string" }, kernels: { type: "boolean" },
     model: { type: "string" }, draft: { type: "string" }, dataset: { type: "string" }, prompts: { type: "string" },
     "max-tokens": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
-    tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" },
+    tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" }, layers: { type: "string" },
   }, HELP);
   if (!p) return 0;
   if (str(p, "model") || str(p, "draft")) return runSpeculative(p);
   const preset = str(p, "random");
   if (!preset) throw new UsageError("give --model DIR --draft DIR, or --random PRESET", HELP);
-  const config = PRESETS[preset];
-  if (!config) throw new UsageError(`unknown preset "${preset}" (known: ${Object.keys(PRESETS).join(", ")})`, HELP);
+  if (!PRESETS[preset]) throw new UsageError(`unknown preset "${preset}" (known: ${Object.keys(PRESETS).join(", ")})`, HELP);
+  const config = { ...PRESETS[preset], numLayers: num(p, "layers") ?? PRESETS[preset].numLayers };
   const batches = list(p, "batch", "1,8,32,64");
   const context = num(p, "context") ?? 1024;
   const result = await benchTarget({

@@ -57,7 +57,6 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::QkvRopeStore>("qkvRopeStore"),
         InstanceMethod<&OpsWrap::Attention>("attention"),
         InstanceMethod<&OpsWrap::SiluMul>("siluMul"),
-        InstanceMethod<&OpsWrap::LinearSwiglu>("linearSwiglu"),
         InstanceMethod<&OpsWrap::GatherRows>("gatherRows"),
         InstanceMethod<&OpsWrap::CopyColumns>("copyColumns"),
         InstanceMethod<&OpsWrap::ScatterRows>("scatterRows"),
@@ -116,10 +115,6 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   }
   Napi::Value SiluMul(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.silu_mul(T(i, 0, "gateUp"), T(i, 1, "out")); });
-  }
-  // linearSwiglu(gateUp, w, act, out)
-  Napi::Value LinearSwiglu(const Napi::CallbackInfo& i) {
-    return run(i, [&](e3::Ops& o) { o.linear_swiglu(T(i, 0, "gateUp"), T(i, 1, "w"), T(i, 2, "act"), T(i, 3, "out")); });
   }
   Napi::Value GatherRows(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.gather_rows(T(i, 0, "x"), T(i, 1, "rows"), T(i, 2, "out")); });

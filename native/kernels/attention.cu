@@ -10,7 +10,7 @@ namespace {
 constexpr int BM = 64;      // query rows (token × grouped head) per block: 4 warps × 16
 constexpr int BN = 64;      // KV positions per iteration
 constexpr int kWarps = 4;
-constexpr int kMinSplitLen = 256;
+constexpr int kMinSplitLen = 64;  // decode: many short splits keep every SM busy on one sequence
 
 struct RowInfo {
   int q0, q_len, kv_len, prefix, mask_base;

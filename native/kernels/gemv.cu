@@ -6,34 +6,20 @@ namespace e3k {
 constexpr int kWarpsPerBlock = 8;
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 
-// Eight input values of token i at chunk c: plain, or SwiGLU of the fused gate|up row.
-template <bool GLU>
-__device__ __forceinline__ void load_x(const bf16* x, int i, int c, int k, float out[8]) {
-  if (!GLU) {
-    unpack8(ldg8(reinterpret_cast<const Bf16x8*>(x + int64_t(i) * k) + c), out);
-    return;
-  }
-  float g[8], u[8];
-  unpack8(ldg8(reinterpret_cast<const Bf16x8*>(x + int64_t(i) * 2 * k) + c), g);
-  unpack8(ldg8(reinterpret_cast<const Bf16x8*>(x + int64_t(i) * 2 * k + k) + c), u);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) out[e] = rbf(rbf(g[e] / (1.0f + __expf(-g[e]))) * u[e]);
-}
-
-template <int M, bool GLU>
+template <int M>
 __device__ __forceinline__ void fma_chunk(const Bf16x8& wv, const bf16* x, int c, int k, float acc[M]) {
   float wf[8];
   unpack8(wv, wf);
 #pragma unroll
   for (int i = 0; i < M; ++i) {
     float xf[8];
-    load_x<GLU>(x, i, c, k, xf);
+    unpack8(ldg8(reinterpret_cast<const Bf16x8*>(x + int64_t(i) * k) + c), xf);
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[i] = fmaf(wf[e], xf[e], acc[i]);
   }
 }
 
-template <int M, bool GLU>
+template <int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w, const bf16* __restrict__ bias,
                 bf16* __restrict__ out, float* __restrict__ out_f32, int n, int k) {
@@ -51,9 +37,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) wv[u] = ldg8(wr + c + 32 * u);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) fma_chunk<M, GLU>(wv[u], x, c + 32 * u, k, acc);
+    for (int u = 0; u < kUnroll; ++u) fma_chunk<M>(wv[u], x, c + 32 * u, k, acc);
   }
-  for (; c < chunks; c += 32) fma_chunk<M, GLU>(ldg8(wr + c), x, c, k, acc);
+  for (; c < chunks; c += 32) fma_chunk<M>(ldg8(wr + c), x, c, k, acc);
   float b = bias ? __bfloat162float(bias[row]) : 0.0f;
 #pragma unroll
   for (int i = 0; i < M; ++i) {
@@ -65,25 +51,20 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-template <bool GLU, int M = 1>
+template <int M = 1>
 cudaError_t dispatch(int m, const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int n, int k,
                      cudaStream_t s) {
   if constexpr (M < kGemvMaxM) {
-    if (m > M) return dispatch<GLU, M + 1>(m, x, w, bias, out, out_f32, n, k, s);
+    if (m > M) return dispatch<M + 1>(m, x, w, bias, out, out_f32, n, k, s);
   }
-  return launch(gemv_kernel<M, GLU>, dim3(ceil_div(n, kWarpsPerBlock)), dim3(kWarpsPerBlock * 32), 0, s, x, w, bias, out,
+  return launch(gemv_kernel<M>, dim3(ceil_div(n, kWarpsPerBlock)), dim3(kWarpsPerBlock * 32), 0, s, x, w, bias, out,
                 out_f32, n, k);
 }
 
 cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
                  cudaStream_t s) {
   if (k % 8 || m < 1 || m > kGemvMaxM) return cudaErrorInvalidValue;
-  return dispatch<false>(m, x, w, bias, out, out_f32, n, k, s);
-}
-
-cudaError_t gemv_swiglu(const bf16* gate_up, const bf16* w, bf16* out, int m, int n, int k, cudaStream_t s) {
-  if (k % 8 || m < 1 || m > kGemvMaxM) return cudaErrorInvalidValue;
-  return dispatch<true>(m, gate_up, w, nullptr, out, nullptr, n, k, s);
+  return dispatch(m, x, w, bias, out, out_f32, n, k, s);
 }
 
 }  // namespace e3k

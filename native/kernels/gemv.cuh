@@ -10,8 +10,5 @@ constexpr int kGemvMaxM = 8;
 // out is bf16 (out_f32 null) or f32 (out null). K must be a multiple of 8.
 cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
                  cudaStream_t s);
-// The MLP's down projection with SwiGLU fused into the input: x = bf16(bf16(silu(g)) · u) for
-// gate_up = [g | u] of [M, 2K], computed as it is read.
-cudaError_t gemv_swiglu(const bf16* gate_up, const bf16* w, bf16* out, int m, int n, int k, cudaStream_t s);
 
 }  // namespace e3k

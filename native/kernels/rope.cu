@@ -3,7 +3,7 @@
 
 namespace e3k {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 16;  // heads per token spread over more warps: decode has one block per token
 constexpr int kMaxHeadDim = 256;
 
 // One block per token, one warp per head at a time. The head goes through shared memory so each

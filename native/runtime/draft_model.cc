@@ -97,7 +97,8 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), w_.o, nullptr, proj);
   ops_.add_rmsnorm(residual, proj, w_.post_norm, c.eps, y);  // residual = h1
   ops_.linear(y, w_.gate_up, nullptr, gate_up);
-  ops_.linear_swiglu(gate_up, w_.down, act, proj);
+  ops_.silu_mul(gate_up, act);
+  ops_.linear(act, w_.down, nullptr, proj);
   ops_.add_rmsnorm(residual, proj, w_.final_norm, c.eps, normed);  // residual = h2
   ops_.copy_columns(c.feed_post_norm ? normed : residual, io.state_out, 0);
   if (R == 0) return;

@@ -63,12 +63,6 @@ class Ops {
                          const AttentionLayout& layout, float scale, const Tensor& out) = 0;
   // out[T, I] = silu(gate_up[:, :I]) * gate_up[:, I:]
   virtual void silu_mul(const Tensor& gate_up, const Tensor& out) = 0;
-  // out = linear(silu_mul(gate_up), w): the MLP's down projection. `act` [T, I] is scratch for
-  // backends that do it in two steps; the CUDA GEMV path fuses SwiGLU into its input.
-  virtual void linear_swiglu(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) {
-    silu_mul(gate_up, act);
-    linear(act, w, nullptr, out);
-  }
   // out[r] = x[rows[r]]
   virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
   // dst[rows[r]] = src[r]

@@ -92,7 +92,8 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
     ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), L.o, nullptr, proj);
     ops_.add_rmsnorm(x, proj, L.post_norm, c.eps, normed);
     ops_.linear(normed, L.gate_up, nullptr, gate_up);
-    ops_.linear_swiglu(gate_up, L.down, act, proj);
+    ops_.silu_mul(gate_up, act);
+    ops_.linear(act, L.down, nullptr, proj);
   }
   ops_.add_rmsnorm(x, proj, w_.final_norm, c.eps, normed);
   capture(c.layers - 1);

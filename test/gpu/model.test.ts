@@ -6,13 +6,11 @@
  */
 import { describe, expect, it } from "vitest";
 import { Engine } from "../../lib/engine.js";
-import { buildStep } from "../../lib/batch/step-plan.js";
-import { Sequence } from "../../lib/batch/sequence.js";
 import { TargetModel } from "../../lib/model/target.js";
 import { type Golden, maxRelDiff, readGolden } from "../helpers/golden.js";
 import { hasCuda } from "../helpers/tensors.js";
+import { expectSameOrNearTie, lastLogits } from "../helpers/divergence.js";
 
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const LOGIT_TOL = 3e-2;      // two bf16 forwards of the same weights, different kernels
 
 const models = ["qwen3-tiny", "qwen2-tiny", "qwen3-vocab", ...(process.env.E3_QWEN3_4B_DIR ? [process.env.E3_QWEN3_4B_DIR] : [])];
@@ -41,19 +39,8 @@ describe.skipIf(!hasCuda)(title, () => {
     const results = await Promise.all(g.prompts.map((p) => engine.complete({ tokens: p.ids }, { maxTokens: g.newTokens })));
     const model = await load(g);
     try {
-      for (const [i, p] of g.prompts.entries()) {
-        const ours = results[i].tokens, theirs = p.greedy_bf16;
-        const j = ours.findIndex((t, k) => t !== theirs[k]);
-        if (j < 0 && ours.length === theirs.length) continue;
-        // Divergence: both tokens must be near-tied under our own logits at that point.
-        const at = j < 0 ? Math.min(ours.length, theirs.length) : j;
-        const logits = await lastLogits(model, [...p.ids, ...ours.slice(0, at)]);
-        const gap = Math.abs(logits[ours[at]] - logits[theirs[at]]);
-        const scale = logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-        console.log(`${name} prompt ${i}: diverges from transformers at token ${at} (logit gap ${gap.toFixed(4)} of ${scale.toFixed(3)})`);
-        // A flip is explained only by a gap within the logit tolerance accepted above.
-        expect(gap / scale, `prompt ${i} token ${at}`).toBeLessThan(LOGIT_TOL);
-      }
+      for (const [i, p] of g.prompts.entries())
+        await expectSameOrNearTie(model, p.ids, results[i].tokens, p.greedy_bf16, LOGIT_TOL, `${name} prompt ${i}`);
     } finally {
       model.dispose();
     }
@@ -62,11 +49,4 @@ describe.skipIf(!hasCuda)(title, () => {
 
 async function load(g: Golden): Promise<TargetModel> {
   return TargetModel.load(g.dir, { device: "cuda", maxStepTokens: 512, numPages: 64, pageSize: 16 });
-}
-
-async function lastLogits(model: TargetModel, ids: number[]): Promise<Float32Array> {
-  const s = new Sequence(0, ids.length, ids, 1, GREEDY, new Set());
-  s.pages = Array.from({ length: Math.ceil(ids.length / 16) }, (_, k) => k);
-  const res = await model.step(buildStep([{ seq: s, count: ids.length, samples: true }], { wantLogits: true }));
-  return res.logits!;
 }

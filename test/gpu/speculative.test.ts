@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { Engine } from "../../lib/engine.js";
 import { FIXTURES, readGolden } from "../helpers/golden.js";
 import { hasCuda } from "../helpers/tensors.js";
+import { expectSameOrNearTie } from "../helpers/divergence.js";
 
 const target = join(FIXTURES, "qwen3-tiny");
 const draft = join(FIXTURES, "eagle3-qwen3-tiny");
@@ -26,7 +27,9 @@ describe.skipIf(!hasCuda)(title, () => {
     await using spec = await Engine.load({ model: target, draft, tree, device: "cuda", maxContext: 256, maxBatch: 8 });
     const want = await Promise.all(prompts.map((ids) => plain.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
     const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
-    got.forEach((c, i) => expect(c.tokens, `prompt ${i}`).toEqual(want[i].tokens));
+    // Verification runs other kernels than single-token decode, so bf16 rounding may flip a near-tie.
+    for (const [i, ids] of prompts.entries())
+      await expectSameOrNearTie(plain.target, ids, got[i].tokens, want[i].tokens, 3e-2, `prompt ${i}`);
     const s = spec.stats().speculative!;
     console.log(`tree ${JSON.stringify(tree)}: ${s.rounds} rounds, mean accepted length ${s.meanAcceptedLength.toFixed(2)}`);
   });

@@ -31,7 +31,6 @@ class CudaOps final : public Ops {
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
                  float scale, const Tensor& out) override;
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
-  void linear_swiglu(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
