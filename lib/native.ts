@@ -201,6 +201,7 @@ export interface NativeOps {
   scatterRows(src: NativeTensor, rows: NativeTensor, dst: NativeTensor): void;
   topkSoftmax(logits: NativeTensor, k: number, map: NativeTensor | null, probs: NativeTensor, ids: NativeTensor): void;
   sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;
+  argmax(logits: NativeTensor, tokens: NativeTensor): void;
   fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;
   synchronize(): void;
   timerStart(): void;

@@ -62,6 +62,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::ScatterRows>("scatterRows"),
         InstanceMethod<&OpsWrap::TopkSoftmax>("topkSoftmax"),
         InstanceMethod<&OpsWrap::Sample>("sample"),
+        InstanceMethod<&OpsWrap::Argmax>("argmax"),
         InstanceMethod<&OpsWrap::FillNormal>("fillNormal"),
         InstanceMethod<&OpsWrap::Synchronize>("synchronize"),
         InstanceMethod<&OpsWrap::TimerStart>("timerStart"),
@@ -131,6 +132,9 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
       const e3::Tensor* map = opt_tensor(i[2], "map");
       o.topk_softmax(T(i, 0, "logits"), int(F(i, 1)), map ? *map : e3::Tensor(), T(i, 3, "probs"), T(i, 4, "ids"));
     });
+  }
+  Napi::Value Argmax(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.argmax(T(i, 0, "logits"), T(i, 1, "tokens")); });
   }
   Napi::Value Sample(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.sample(T(i, 0, "logits"), T(i, 1, "params"), T(i, 2, "tokens")); });

@@ -24,6 +24,7 @@ class CpuOps final : public Ops {
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
   void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
+  void argmax(const Tensor& logits, const Tensor& tokens) override;
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override { copy_from_host(dst, 0, src, bytes); }
   void timer_start() override;

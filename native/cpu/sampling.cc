@@ -25,6 +25,17 @@ static int32_t sample_row(const float* logits, int64_t V, const SamplingParams& 
   return last;
 }
 
+void CpuOps::argmax(const Tensor& logits, const Tensor& tokens) {
+  expect_dtype(logits, DType::F32, "argmax logits");
+  expect_dtype(tokens, DType::I32, "argmax tokens");
+  int64_t R = logits.dim(0), V = logits.dim(1);
+  E3_ARG(tokens.numel() == R, "argmax: one token per row");
+  for (int64_t r = 0; r < R; ++r) {
+    const float* l = logits.ptr<float>() + r * V;
+    tokens.ptr<int32_t>()[r] = int32_t(std::max_element(l, l + V) - l);
+  }
+}
+
 void CpuOps::sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) {
   expect_dtype(logits, DType::F32, "sample logits");
   expect_dtype(tokens, DType::I32, "sample tokens");

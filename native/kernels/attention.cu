@@ -10,7 +10,7 @@ namespace {
 constexpr int BM = 64;      // query rows (token × grouped head) per block: 4 warps × 16
 constexpr int BN = 64;      // KV positions per iteration
 constexpr int kWarps = 4;
-constexpr int kMinSplitLen = 64;  // decode: many short splits keep every SM busy on one sequence
+constexpr int kMinSplitLen = 128;  // decode: short splits keep the SMs busy on one sequence
 
 struct RowInfo {
   int q0, q_len, kv_len, prefix, mask_base;
@@ -233,25 +233,29 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   }
 }
 
-// Merges split partials: one warp per (token, head).
+// Merges split partials: one block per (token, head), one thread per element; the split weights
+// are computed once into shared memory.
 __global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
   pdl_begin();
-  int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  int lane = threadIdx.x & 31;
-  if (row >= int64_t(a.tokens) * a.heads) return;
-  int64_t stride = int64_t(a.tokens) * a.heads * (d + 2);
+  __shared__ float w[64];  // splits are capped at 64
+  __shared__ float inv;
+  const int64_t row = blockIdx.x, stride = int64_t(a.tokens) * a.heads * (d + 2);
   const float* p = a.workspace + row * (d + 2);
-  float mx = -INFINITY;
-  for (int z = 0; z < splits; ++z) mx = fmaxf(mx, p[z * stride + d]);
-  float w[64];  // splits are capped at 64
-  float denom = 0.0f;
-  for (int z = 0; z < splits; ++z) {
-    float mz = p[z * stride + d];
-    w[z] = mz == -INFINITY ? 0.0f : exp2f(mz - mx);
-    denom += w[z] * p[z * stride + d + 1];
+  if (threadIdx.x < 32) {
+    float mx = -INFINITY;
+    for (int z = threadIdx.x; z < splits; z += 32) mx = fmaxf(mx, p[z * stride + d]);
+    mx = warp_max(mx);
+    float denom = 0.0f;
+    for (int z = threadIdx.x; z < splits; z += 32) {
+      float mz = p[z * stride + d];
+      w[z] = mz == -INFINITY ? 0.0f : exp2f(mz - mx);
+      denom += w[z] * p[z * stride + d + 1];
+    }
+    denom = warp_sum(denom);
+    if (threadIdx.x == 0) inv = denom > 0 ? 1.0f / denom : 0.0f;
   }
-  float inv = denom > 0 ? 1.0f / denom : 0.0f;
-  for (int i = lane; i < d; i += 32) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
     float acc = 0.0f;
     for (int z = 0; z < splits; ++z) acc += w[z] * p[z * stride + i];
     a.out[row * d + i] = __float2bfloat16(acc * inv);
@@ -325,7 +329,7 @@ cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
   if (e != cudaSuccess) return e;
   if (splits > 1) {
     int64_t rows = int64_t(a.tokens) * a.heads;
-    e = launch(attention_combine_kernel, dim3(ceil_div(rows, 4)), dim3(128), 0, s, a, splits, D);
+    e = launch(attention_combine_kernel, dim3(unsigned(rows)), dim3(D), 0, s, a, splits, D);
     if (e != cudaSuccess) return e;
   }
   return cudaGetLastError();

@@ -3,8 +3,8 @@
 
 namespace e3k {
 
-constexpr int kWarpsPerBlock = 8;
-constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
+constexpr int kWarpsPerBlock = 4;  // small blocks spread evenly: N = 2560 rows makes 640 of them
+constexpr int kUnroll = 8;         // 16-byte weight loads in flight per lane
 
 template <int M>
 __device__ __forceinline__ void fma_chunk(const Bf16x8& wv, const bf16* x, int c, int k, float acc[M]) {

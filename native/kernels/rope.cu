@@ -11,10 +11,20 @@ constexpr int kMaxHeadDim = 256;
 __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
   pdl_begin();
   __shared__ float buf[kWarps][kMaxHeadDim];
+  __shared__ float cos_t[kMaxHeadDim / 2], sin_t[kMaxHeadDim / 2];
   int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int d = a.head_dim, half = a.rotary_dim / 2, total = a.heads + 2 * a.kv_heads;
   float pos = float(a.positions[t]);
   int64_t slot = a.slots[t];
+  // One angle per frequency for the whole token; cos/sin rounded to bf16 as transformers does.
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    float inv_freq = 1.0f / powf(a.theta, float(2 * j) / float(a.rotary_dim));
+    float sn, cs;
+    sincosf(pos * inv_freq, &sn, &cs);
+    cos_t[j] = rbf(cs);
+    sin_t[j] = rbf(sn);
+  }
+  __syncthreads();
   float* h = buf[warp];
   for (int head = warp; head < total; head += kWarps) {
     const bf16* src = a.qkv + (int64_t(t) * total + head) * d;
@@ -38,11 +48,8 @@ __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
       float out = h[i];
       if (!is_v && i < 2 * half) {
         int j = i < half ? i : i - half;
-        float inv_freq = 1.0f / powf(a.theta, float(2 * j) / float(a.rotary_dim));
-        float sn, cs;
-        sincosf(pos * inv_freq, &sn, &cs);
         float rot = i < half ? -h[i + half] : h[i - half];
-        out = rbf(out * rbf(cs)) + rbf(rot * rbf(sn));
+        out = rbf(out * cos_t[j]) + rbf(rot * sin_t[j]);
       }
       dst[i] = __float2bfloat16(out);
     }

@@ -9,6 +9,10 @@
 
 namespace e3k {
 
+// Greedy rows: argmax with the lowest index on ties, each row split over many blocks that meet
+// in a 64-bit atomic max of (value, −index); keys is workspace of `rows` u64.
+cudaError_t argmax(const float* logits, int32_t* out, unsigned long long* keys, int rows, int vocab, cudaStream_t s);
+
 cudaError_t sample(const float* logits, const e3::SamplingParams* params, int32_t* out, int rows, int vocab,
                    cudaStream_t s);
 

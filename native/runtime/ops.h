@@ -85,6 +85,8 @@ class Ops {
   virtual double timer_stop_ms() = 0;
   // t[i] = mean + std · N(0,1) from (seed, i): random weights of real shapes, same on every backend.
   virtual void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) = 0;
+  // tokens[r] = argmax of logits[r] (f32 [R, V]), lowest index on ties: greedy rows, many blocks per row.
+  virtual void argmax(const Tensor& logits, const Tensor& tokens) = 0;
   // tokens[r] drawn from logits[r] (f32 [R, V]) under params[r] (raw SamplingParams bytes, u8).
   virtual void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) = 0;
 };

@@ -102,7 +102,7 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   E3_ARG(s.logit_rows.size() == finals_n && s.sampling.size() == finals_n,
          "prefill: one sampled logit row for each sequence whose prompt ends in this step");
   StepTensors io = target_->prepare(s);
-  target_->compute(io, finals_n > 0);
+  target_->compute(io, Executor::sampling_of(s));
   std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), int64_t(finals_n));
   HostStep d = s;
   d.tokens = p.next_tokens;
@@ -244,7 +244,7 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   v.want_logits = sampled;
   target_->validate(v);
   StepTensors io = target_->prepare(v);
-  target_->compute(io, true);
+  target_->compute(io, Executor::Sampling::Greedy);
   StepResult vr;
   target_->download(v, vr);
   double t2 = now_ms();

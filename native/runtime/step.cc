@@ -88,9 +88,18 @@ StepTensors Executor::with_outputs(StepTensors io) const {
   return io;
 }
 
-void Executor::compute(const StepTensors& io, bool sample) {
+void Executor::compute(const StepTensors& io, Sampling sampling) {
   model_.forward(io, kv_);
-  if (sample) ops_->sample(io.logits, io.sampling, sampled_.rows(0, io.logits.dim(0)));
+  Tensor out = sampled_.rows(0, io.logits.dim(0));
+  if (sampling == Sampling::Greedy) ops_->argmax(io.logits, out);
+  else if (sampling == Sampling::Draw) ops_->sample(io.logits, io.sampling, out);
+}
+
+Executor::Sampling Executor::sampling_of(const HostStep& s) {
+  if (s.sampling.empty()) return Sampling::None;
+  for (const SamplingParams& p : s.sampling)
+    if (p.temperature > 0) return Sampling::Draw;
+  return Sampling::Greedy;
 }
 
 StepResult Executor::run(const HostStep& s) {
@@ -106,7 +115,7 @@ StepResult Executor::run(const HostStep& s) {
   } else {
     StepTensors io = prepare(s);
     if (s.want_timing) ops_->timer_start();
-    compute(io, !s.sampling.empty());
+    compute(io, sampling_of(s));
     if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
   }
   download(s, out);
@@ -140,13 +149,14 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
   p.page_table.assign(size_t(B) * width, scratch_page_);
   for (int i = 0; i < S; ++i)
     std::copy_n(s.page_table.begin() + size_t(i) * s.max_pages, s.max_pages, p.page_table.begin() + size_t(i) * width);
-  GraphKey key{B, kb, width};
+  Sampling mode = sampling_of(p);
+  GraphKey key{B, kb, width, mode};
   auto it = graphs_by_key_.find(key);
   if (it == graphs_by_key_.end()) {
     auto inputs = std::make_unique<StepUploader>();
     StepTensors io = with_outputs(inputs->upload(*ops_, p, kv_.page_size, kb));  // the graph serves contexts up to kb
-    compute(io, true);  // warm-up: sizes workspaces and plans before capture
-    int id = ops_->capture([&] { compute(io, true); });
+    compute(io, mode);  // warm-up: sizes workspaces and plans before capture
+    int id = ops_->capture([&] { compute(io, mode); });
     it = graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id}).first;
   } else {
     it->second.inputs->upload(*ops_, p, kv_.page_size, kb);

@@ -38,7 +38,10 @@ class Executor {
   // Uploads an eager step's inputs (one copy) and binds them; outputs are the executor's buffers.
   // The arena is reused by the next prepare(), so the step must be computed before that.
   StepTensors prepare(const HostStep& s);
-  void compute(const StepTensors& io, bool sample);
+  // How a step picks its tokens: not at all, argmax for every row, or draws.
+  enum class Sampling { None, Greedy, Draw };
+  static Sampling sampling_of(const HostStep& s);
+  void compute(const StepTensors& io, Sampling sampling);
   void download(const HostStep& s, StepResult& out);
   const Tensor& hidden() const { return hidden_; }
   const Tensor& sampled() const { return sampled_; }
@@ -50,8 +53,9 @@ class Executor {
  private:
   struct GraphKey {
     int batch, kv_bucket, pages;
+    Sampling sampling;
     bool operator<(const GraphKey& o) const {
-      return std::tie(batch, kv_bucket, pages) < std::tie(o.batch, o.kv_bucket, o.pages);
+      return std::tie(batch, kv_bucket, pages, sampling) < std::tie(o.batch, o.kv_bucket, o.pages, o.sampling);
     }
   };
   struct GraphEntry {

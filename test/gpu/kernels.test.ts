@@ -186,6 +186,20 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     expect(relError(values(back[1]), values(xg))).toBe(0);
   });
 
+  it.each([[1, 151936], [5, 4097], [3, 1]])("argmax: %i rows of %i, ties to the lowest index", (rows, V) => {
+    const r = rng(rows * V);
+    const logits = randn(rows * V, r, 3);
+    for (let i = 0; i < rows; i++) {
+      const at = Math.floor(r() * V), tie = Math.floor(r() * V);
+      logits[i * V + at] = 50;
+      logits[i * V + tie] = 50;  // an exact tie, possibly in another block
+    }
+    const want = poisoned("i32", [rows], "cpu"), got = poisoned("i32", [rows], "cuda");
+    cpu().argmax(tensor(logits, "f32", [rows, V], "cpu"), want);
+    gpu().argmax(tensor(logits, "f32", [rows, V], "cuda"), got);
+    expect(Array.from(values(got))).toEqual(Array.from(values(want)));
+  });
+
   it.each([1000, 151936])("sampling over %i logits: greedy exact, draws equal to the reference", (V) => {
     const r = rng(V);
     const rows = 24;

@@ -276,6 +276,20 @@ void CudaOps::copy_columns(const Tensor& src, const Tensor& dst, int64_t col) {
         "copy_columns");
 }
 
+void CudaOps::argmax(const Tensor& logits, const Tensor& tokens) {
+  on_gpu(logits, DType::F32, "argmax logits");
+  on_gpu(tokens, DType::I32, "argmax tokens");
+  int64_t R = logits.dim(0);
+  E3_ARG(tokens.numel() == R, "argmax: one token per row");
+  if (!argmax_keys_.defined() || argmax_keys_.numel() < R) {
+    if (argmax_keys_.defined()) retired_.push_back(argmax_keys_);  // captured graphs may hold it
+    argmax_keys_ = Tensor::empty(Device::CUDA, DType::I64, {std::max<int64_t>(R, 256)});
+  }
+  check(e3k::argmax(logits.ptr<float>(), tokens.ptr<int32_t>(), argmax_keys_.ptr<unsigned long long>(), int(R),
+                    int(logits.dim(1)), stream_),
+        "argmax");
+}
+
 void CudaOps::sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) {
   on_gpu(logits, DType::F32, "sample logits");
   on_gpu(tokens, DType::I32, "sample tokens");

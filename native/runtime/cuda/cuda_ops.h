@@ -36,6 +36,7 @@ class CudaOps final : public Ops {
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
   void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
+  void argmax(const Tensor& logits, const Tensor& tokens) override;
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override;
   int capture(const std::function<void()>& body) override;
@@ -50,7 +51,7 @@ class CudaOps final : public Ops {
   cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
-  Tensor attn_ws_, gemm_ws_;
+  Tensor attn_ws_, gemm_ws_, argmax_keys_;
   std::vector<Tensor> retired_;          // buffers captured graphs may still reference
   std::vector<cudaGraphExec_t> graphs_;
   void* pinned_ = nullptr;               // staging for uploads
