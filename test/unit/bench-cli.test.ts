@@ -1,0 +1,51 @@
+/** `eagle3 bench --model --draft` end to end on the CPU: real tokenizer, 32k → 151,936 vocabulary map. */
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../../lib/engine.js";
+import { qwen3TokenizerDir } from "../../lib/tokenizer/qwen3-tokenizer-dir.js";
+import { writeRandomPair } from "../helpers/random-checkpoint.js";
+
+const run = promisify(execFile);
+const cli = join(import.meta.dirname, "..", "..", "bin", "eagle3.js");
+
+describe("EAGLE-3 with a full-vocabulary pair on the CPU", () => {
+  let dir = "", pair = { target: "", draft: "" };
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "e3-pair-"));
+    pair = await writeRandomPair(dir);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it("greedy output with the draft equals greedy output without, chat prompts through the real tokenizer", async () => {
+    const tokenizer = qwen3TokenizerDir();
+    await using plain = await Engine.load({ model: pair.target, tokenizer, device: "cpu", maxContext: 128 });
+    await using spec = await Engine.load({ model: pair.target, draft: pair.draft, tokenizer, device: "cpu", maxContext: 128 });
+    for (const text of ["Write a haiku about the sea.", "def fib(n):"]) {
+      const a = await plain.complete([{ role: "user", content: text }], { maxTokens: 24, ignoreEos: true });
+      const b = await spec.complete([{ role: "user", content: text }], { maxTokens: 24, ignoreEos: true });
+      expect(b.tokens).toEqual(a.tokens);
+      expect(b.text).toBe(a.text);
+    }
+  });
+
+  it("eagle3 bench prints the table and writes the JSON and the plot", async () => {
+    const json = join(dir, "bench.json"), svg = join(dir, "bench.svg");
+    const { stdout } = await run(process.execPath, [cli, "bench", "--model", pair.target, "--draft", pair.draft, "--tokenizer", qwen3TokenizerDir(),
+      "--device", "cpu", "--dataset", "humaneval", "--batch", "1,2", "--prompts", "2", "--max-tokens", "6", "--tree", "3,2,4",
+      "--json", json, "--plot", svg], { timeout: 120_000 });
+    expect(stdout).toMatch(/\| humaneval \| 1 \|/);
+    const r = JSON.parse(await readFile(json, "utf8"));
+    expect(r.kind).toBe("speculative");
+    expect(r.rows).toHaveLength(2);
+    for (const row of r.rows) {
+      expect(row.baselineTokensPerSecond).toBeGreaterThan(0);
+      expect(row.meanAcceptedLength).toBeGreaterThanOrEqual(1);
+      expect(row.phases.rounds).toBeGreaterThan(0);
+    }
+    expect(await readFile(svg, "utf8")).toMatch(/^<svg/);
+  });
+});
