@@ -10,6 +10,13 @@ const float* filtered_probs(const float* logits, int64_t V, const SamplingParams
   float mx = *std::max_element(logits, logits + V);
   std::vector<double> z(static_cast<size_t>(V));
   for (int64_t i = 0; i < V; ++i) z[size_t(i)] = std::exp(double(logits[i] - mx) / sp.temperature);
+  probs.assign(static_cast<size_t>(V), 0.0f);
+  if (sp.top_k <= 0 && sp.top_p >= 1.0f) {  // plain temperature: no ranking needed
+    double sum = 0;
+    for (double v : z) sum += v;
+    for (int64_t i = 0; i < V; ++i) probs[size_t(i)] = float(z[size_t(i)] / sum);
+    return probs.data();
+  }
   std::vector<int32_t> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
@@ -27,7 +34,6 @@ const float* filtered_probs(const float* logits, int64_t V, const SamplingParams
     keep = std::max<size_t>(1, n);
     total = mass > 0 ? mass : z[size_t(order[0])];
   }
-  probs.assign(static_cast<size_t>(V), 0.0f);
   for (size_t i = 0; i < keep; ++i) probs[size_t(order[i])] = float(z[size_t(order[i])] / total);
   return probs.data();
 }

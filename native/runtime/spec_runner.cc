@@ -56,10 +56,15 @@ SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftW
   topk_ids_ = Tensor::empty(dev, DType::I32, {int64_t(max_tokens) * kMaxTopk});
 }
 
+// Index vectors go to grow-only buffers reused call after call: device allocations (and the
+// synchronising frees) stay out of the rounds. Each call starts again at the first buffer.
 Tensor SpecRunner::device_i32(const std::vector<int32_t>& v) {
-  Tensor t = Tensor::empty(ops_.device(), DType::I32, {int64_t(v.size())});
-  if (!v.empty()) ops_.upload(t, v.data(), v.size() * 4);
-  return t;
+  if (next_index_ == index_bufs_.size()) index_bufs_.emplace_back();
+  Tensor& buf = index_bufs_[next_index_++];
+  int64_t n = std::max<int64_t>(1, int64_t(v.size()));
+  if (!buf.defined() || buf.numel() < n) buf = Tensor::empty(ops_.device(), DType::I32, {std::max<int64_t>(n, 256)});
+  if (!v.empty()) ops_.upload(buf, v.data(), v.size() * 4);
+  return buf.rows(0, int64_t(v.size()));
 }
 
 void SpecRunner::draft(const HostStep& s, const Tensor& features, const Tensor& recurrent, Tensor& logits, Tensor& states) {
@@ -92,6 +97,7 @@ void SpecRunner::store_slots(const std::vector<int32_t>& slots, const Tensor& lo
 }
 
 StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
+  next_index_ = 0;
   const HostStep& s = p.step;
   target_->validate(s);
   size_t T = s.tokens.size(), S = s.kv_len.size();
@@ -143,6 +149,7 @@ void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int
 }
 
 SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
+  next_index_ = 0;
   check_tree_shape(r.shape);
   const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
   E3_ARG(B >= 1 && r.committed.size() == size_t(B) && r.roots.size() == size_t(B) && r.sampling.size() == size_t(B) &&
@@ -295,7 +302,9 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   if (!src_slots.empty()) {
     Tensor src = device_i32(src_slots), dst = device_i32(dst_slots);
     const KvCache& kv = target_->kv();
-    Tensor tmp = Tensor::empty(ops_.device(), ops_.act_dtype(), {int64_t(src_slots.size()), kv.k[0].dim(1), kv.k[0].dim(2)});
+    int64_t n = int64_t(src_slots.size()), row = kv.k[0].dim(1) * kv.k[0].dim(2);
+    if (!compact_tmp_.defined() || compact_tmp_.dim(0) < n) compact_tmp_ = Tensor::empty(ops_.device(), ops_.act_dtype(), {std::max<int64_t>(n, 64), row});
+    Tensor tmp = compact_tmp_.rows(0, n).view({n, kv.k[0].dim(1), kv.k[0].dim(2)});
     for (size_t l = 0; l < kv.k.size(); ++l)
       for (const Tensor* cache : {&kv.k[l], &kv.v[l]}) {
         ops_.gather_rows(*cache, src, tmp);

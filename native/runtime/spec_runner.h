@@ -60,7 +60,9 @@ class SpecRunner {
   KvCache draft_kv_;
   StepUploader draft_inputs_;
   Tensor cand_probs_, cand_ids_, state_;   // per slot: [slots, kMaxTopk] ×2, [slots, H]
-  Tensor logits_, states_, states_next_, features_, topk_probs_, topk_ids_;
+  Tensor logits_, states_, states_next_, features_, topk_probs_, topk_ids_, compact_tmp_;
+  std::vector<Tensor> index_bufs_;  // see device_i32
+  size_t next_index_ = 0;
 };
 
 }  // namespace e3
