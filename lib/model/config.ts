@@ -3,8 +3,7 @@
  * change what the model computes and that the engine does not implement is refused, never ignored;
  * in strict mode so is every field this parser does not know.
  */
-import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { readCheckpointJson } from "./json-file.js";
 import { badCheckpoint, unsupportedModel } from "../errors.js";
 import { isObject } from "./safetensors.js";
 
@@ -112,20 +111,7 @@ const INERT_AT: Record<string, (v: unknown) => boolean> = {
 };
 
 export async function readTargetConfig(dir: string, opts?: { strict?: boolean }): Promise<ParsedConfig> {
-  const path = join(resolve(dir), "config.json");
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw badCheckpoint(code === "ENOENT" ? `${path}: no such file` : `${path}: cannot be read (${code ?? err})`, err);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw badCheckpoint(`${path}: not valid JSON (${(err as Error).message})`, err);
-  }
+  const { path, json } = await readCheckpointJson(dir, "config.json");
   return parseTargetConfig(json, path, opts);
 }
 

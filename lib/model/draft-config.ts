@@ -5,8 +5,7 @@
  * that would change what the draft computes and that the engine does not implement is refused; in
  * strict mode so is every field this parser does not know.
  */
-import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { readCheckpointJson } from "./json-file.js";
 import { badCheckpoint, draftMismatch, unsupportedModel } from "../errors.js";
 import { isObject } from "./safetensors.js";
 
@@ -196,20 +195,7 @@ export function defaultAuxLayers(numLayers: number): number[] {
 }
 
 export async function readDraftConfig(dir: string, target: DraftTarget, opts?: DraftConfigOptions): Promise<ParsedDraftConfig> {
-  const path = join(resolve(dir), "config.json");
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw badCheckpoint(code === "ENOENT" ? `${path}: no such file` : `${path}: cannot be read (${code ?? err})`, err);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw badCheckpoint(`${path}: not valid JSON (${(err as Error).message})`, err);
-  }
+  const { path, json } = await readCheckpointJson(dir, "config.json");
   return parseDraftConfig(json, path, target, opts);
 }
 

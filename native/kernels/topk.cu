@@ -8,6 +8,19 @@ constexpr int kThreads = 512;
 // Whether (v, i) comes before (w, j) in the order of selection: larger value, then lower id.
 __device__ __forceinline__ bool before(float v, int i, float w, int j) { return v > w || (v == w && i < j); }
 
+// The warp's first element in that order, in every lane.
+__device__ __forceinline__ void warp_best(float& best, int& best_i) {
+#pragma unroll
+  for (int o = 16; o; o >>= 1) {
+    float v = __shfl_xor_sync(0xffffffffu, best, o);
+    int i = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (before(v, i, best, best_i)) {
+      best = v;
+      best_i = i;
+    }
+  }
+}
+
 // One block per row; k rounds of a block-wide arg-max over the elements after the previous pick.
 __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int vocab, int k, const int32_t* map,
                                                         float* probs, int32_t* ids) {
@@ -35,15 +48,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int
         best_i = i;
       }
     }
-#pragma unroll
-    for (int o = 16; o; o >>= 1) {
-      float v = __shfl_xor_sync(0xffffffffu, best, o);
-      int i = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (before(v, i, best, best_i)) {
-        best = v;
-        best_i = i;
-      }
-    }
+    warp_best(best, best_i);
     if (lane == 0) {
       s_val[warp] = best;
       s_idx[warp] = best_i;
@@ -52,15 +57,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int
     if (warp == 0) {
       best = lane < kThreads / 32 ? s_val[lane] : -INFINITY;
       best_i = lane < kThreads / 32 ? s_idx[lane] : vocab;
-#pragma unroll
-      for (int o = 16; o; o >>= 1) {
-        float v = __shfl_xor_sync(0xffffffffu, best, o);
-        int i = __shfl_xor_sync(0xffffffffu, best_i, o);
-        if (before(v, i, best, best_i)) {
-          best = v;
-          best_i = i;
-        }
-      }
+      warp_best(best, best_i);
       if (lane == 0) {
         s_val[0] = best;
         s_idx[0] = best_i;

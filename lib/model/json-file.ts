@@ -1,0 +1,20 @@
+/** A checkpoint's JSON file (config.json and friends) with coded errors naming the path. */
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { badCheckpoint } from "../errors.js";
+
+export async function readCheckpointJson(dir: string, name: string): Promise<{ path: string; json: unknown }> {
+  const path = join(resolve(dir), name);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw badCheckpoint(code === "ENOENT" ? `${path}: no such file` : `${path}: cannot be read (${code ?? err})`, err);
+  }
+  try {
+    return { path, json: JSON.parse(text) };
+  } catch (err) {
+    throw badCheckpoint(`${path}: not valid JSON (${(err as Error).message})`, err);
+  }
+}
