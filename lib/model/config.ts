@@ -3,7 +3,7 @@
  * change what the model computes and that the engine does not implement is refused, never ignored;
  * in strict mode so is every field this parser does not know.
  */
-import { readCheckpointJson } from "./json-file.js";
+import { readCheckpointJson, refuseUnknownFields } from "./json-file.js";
 import { badCheckpoint, unsupportedModel } from "../errors.js";
 import { isObject } from "./safetensors.js";
 
@@ -207,11 +207,7 @@ export function parseTargetConfig(json: unknown, source: string, opts: { strict?
 
   for (const [key, v] of Object.entries(json))
     if (v !== null && !used.has(key) && !key.startsWith("_") && !INERT.has(key) && !INERT_AT[key]?.(v)) unknown.push(key);
-  if (unknown.length && (opts.strict ?? true))
-    throw unsupportedModel(
-      `${source}: unknown config field(s) ${unknown.join(", ")} may change what the model computes; ` +
-        `load with strictConfig: false to ignore them`,
-    );
+  refuseUnknownFields(source, unknown, opts.strict, "model");
 
   return {
     config: {

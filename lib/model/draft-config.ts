@@ -5,7 +5,7 @@
  * that would change what the draft computes and that the engine does not implement is refused; in
  * strict mode so is every field this parser does not know.
  */
-import { readCheckpointJson } from "./json-file.js";
+import { readCheckpointJson, refuseUnknownFields } from "./json-file.js";
 import { badCheckpoint, draftMismatch, unsupportedModel } from "../errors.js";
 import { isObject } from "./safetensors.js";
 
@@ -282,11 +282,7 @@ export function parseDraftConfig(
   const aux = parseAux(top, eagle, flavour, target.numLayers, opts.auxConvention);
 
   const unknown = parts.flatMap((f) => f.unknown());
-  if (unknown.length && (opts.strict ?? true))
-    throw unsupportedModel(
-      `${source}: unknown config field(s) ${unknown.join(", ")} may change what the draft computes; ` +
-        `load with strictConfig: false to ignore them`,
-    );
+  refuseUnknownFields(source, unknown, opts.strict, "draft");
 
   return {
     config: {

@@ -1,7 +1,7 @@
 /** A checkpoint's JSON file (config.json and friends) with coded errors naming the path. */
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { badCheckpoint } from "../errors.js";
+import { badCheckpoint, unsupportedModel } from "../errors.js";
 
 export async function readCheckpointJson(dir: string, name: string): Promise<{ path: string; json: unknown }> {
   const path = join(resolve(dir), name);
@@ -17,4 +17,13 @@ export async function readCheckpointJson(dir: string, name: string): Promise<{ p
   } catch (err) {
     throw badCheckpoint(`${path}: not valid JSON (${(err as Error).message})`, err);
   }
+}
+
+/** Strict parsing refuses config fields it does not know: they may change what `subject` computes. */
+export function refuseUnknownFields(source: string, unknown: string[], strict: boolean | undefined, subject: string): void {
+  if (unknown.length && (strict ?? true))
+    throw unsupportedModel(
+      `${source}: unknown config field(s) ${unknown.join(", ")} may change what the ${subject} computes; ` +
+        `load with strictConfig: false to ignore them`,
+    );
 }

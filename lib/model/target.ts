@@ -7,7 +7,7 @@ import { planQwenWeights, qwenWeightSpecs } from "./qwen-weights.js";
 import type { DraftConfig } from "./draft-config.js";
 import type { DraftPlan } from "./draft-weights.js";
 import {
-  type DeviceName, type NativeQwenModel, type NativeRound, type NativeRoundResult, type NativeSpecPrefill, type NativeStep,
+  type DeviceName, type GpuInfo, type NativeQwenModel, type NativeRound, type NativeRoundResult, type NativeSpecPrefill, type NativeStep,
   type NativeStepResult, type NativeTensor, native,
 } from "../native.js";
 
@@ -211,10 +211,8 @@ export function kvCachePages(
   o: { wanted: number; atLeast: number; pageSize: number; maxStepTokens: number; fraction: number; source: string },
 ): number {
   if (device !== "cuda") return o.wanted;
-  const st = native().cudaStatus();
-  if (st.error || st.gpus.length === 0)
-    throw new Eagle3Error(ErrorCode.NO_CUDA_DEVICE, `no usable CUDA device for ${o.source}: ${st.error ?? "none found"}`);
-  const free = st.gpus[0].freeBytes;
+  const gpu = cudaDevice(o.source);
+  const free = gpu.freeBytes;
   const steps = o.maxStepTokens * (6 * cfg.hiddenSize + 4 * cfg.intermediateSize + 3 * cfg.numHeads * cfg.headDim) * 2 + (256 << 20);
   const left = free - weightBytes(cfg) - steps;
   const perPage = kvCacheBytes(cfg, 1, o.pageSize, device);
@@ -223,7 +221,7 @@ export function kvCachePages(
     throw new Eagle3Error(
       ErrorCode.OUT_OF_MEMORY,
       `${o.source}: ${gib(weightBytes(cfg))} GiB of weights + ${gib(steps)} GiB of step buffers + ${gib(o.atLeast * perPage)} GiB ` +
-        `of KV cache for one full-length request need more than the ${gib(free)} GiB free on ${st.gpus[0].name}`,
+        `of KV cache for one full-length request need more than the ${gib(free)} GiB free on ${gpu.name}`,
     );
   return Math.min(o.wanted, fit);
 }
@@ -234,16 +232,21 @@ export function kvCacheBytes(cfg: TargetConfig, pages: number, pageSize: number,
   return 2 * cfg.numLayers * pages * pageSize * cfg.numKvHeads * cfg.headDim * elem;
 }
 
-function checkDeviceMemory(device: DeviceName, needed: number, what: string): void {
-  if (device !== "cuda") return;
+/** The GPU models run on, or ERR_NO_CUDA_DEVICE saying why there is none for `what`. */
+function cudaDevice(what: string): GpuInfo {
   const st = native().cudaStatus();
   if (st.error || st.gpus.length === 0)
     throw new Eagle3Error(ErrorCode.NO_CUDA_DEVICE, `no usable CUDA device for ${what}: ${st.error ?? "none found"}`);
-  const free = st.gpus[0].freeBytes;
-  if (needed > free)
+  return st.gpus[0];
+}
+
+function checkDeviceMemory(device: DeviceName, needed: number, what: string): void {
+  if (device !== "cuda") return;
+  const gpu = cudaDevice(what);
+  if (needed > gpu.freeBytes)
     throw new Eagle3Error(
       ErrorCode.OUT_OF_MEMORY,
-      `${what} needs ${gib(needed)} GiB on ${st.gpus[0].name} (weights + KV cache) but only ${gib(free)} GiB is free`,
+      `${what} needs ${gib(needed)} GiB on ${gpu.name} (weights + KV cache) but only ${gib(gpu.freeBytes)} GiB is free`,
     );
 }
 
