@@ -14,6 +14,7 @@ import { TargetModel, kvCachePages as kvPages } from "./model/target.js";
 import { openDraft } from "./model/draft.js";
 import type { AuxLayerConvention } from "./model/draft-config.js";
 import { type TreeShape, TreePolicy } from "./spec/tree-policy.js";
+import type { Speculation } from "./spec/speculation-policy.js";
 import type { SpeculativeStats } from "./spec/stats.js";
 import { type DeviceName, native } from "./native.js";
 import { nonNegativeInt, numberIn, oneOf, optionalString, positiveInt, stringList } from "./options.js";
@@ -26,8 +27,15 @@ export interface EngineOptions {
   model: string;
   /** EAGLE-3 draft directory; without it, plain decoding. */
   draft?: string;
-  /** Draft tree (steps, topk, draftTokens); default: chosen per batch size. */
+  /** Draft tree (steps, topk, draftTokens); default: chosen per batch size from measured speed. */
   tree?: TreeShape;
+  /**
+   * "auto" (default): per batch size, speculate (and pick the tree) only where it measures faster
+   * than plain decoding; "always": a speculative round every iteration.
+   */
+  speculation?: Speculation;
+  /** Time the phases of one speculative round in this many (eager, slower rounds); 0 = never. */
+  profileEvery?: number;
   /** How the draft's explicit aux-layer ids count (default: by checkpoint family). */
   auxLayerConvention?: AuxLayerConvention;
   /**
@@ -139,7 +147,9 @@ export class Engine {
       device, maxStepTokens: Math.max(maxStepTokens, tree?.verifyRows(maxBatch) ?? 0), maxLogitRows: tree?.verifyRows(maxBatch) ?? maxBatch,
       numPages, pageSize, strictConfig: options.strictConfig, onProgress: options.onProgress,
     }, config, draft);
-    const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued, tree });
+    const speculation = oneOf("speculation", options.speculation, ["auto", "always"] as const, "auto");
+    const profileEvery = nonNegativeInt("profileEvery", options.profileEvery, 0);
+    const scheduler = new Scheduler(target, { maxStepTokens, numPages, pageSize, maxRunning: maxBatch, maxQueued, tree, speculation, profileEvery });
     return new Engine(target, tokenizer, scheduler, maxContext, eos);
   }
 

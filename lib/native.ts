@@ -103,6 +103,17 @@ export interface NativeSpecPrefill extends NativeStep {
 }
 
 /** One speculative round for B sequences (see HostSpecRound). */
+/** The draft trees of one round on a backend (see TreeState in native/runtime/ops.h). */
+export interface NativeTreeState {
+  steps: number;
+  topk: number;
+  score: NativeTensor;
+  token: NativeTensor;
+  parent: NativeTensor;
+  mask: NativeTensor;
+  live: NativeTensor;
+}
+
 export interface NativeRound {
   steps: number;
   topk: number;
@@ -113,6 +124,8 @@ export interface NativeRound {
   pageTable: Int32Array;
   maxPages: number;
   sampling: Uint8Array;
+  /** Time each phase on the device (eager, synchronising between phases) instead of replaying a graph. */
+  profile?: boolean;
 }
 
 export interface NativeRoundResult {
@@ -122,9 +135,12 @@ export interface NativeRoundResult {
   drafted: Int32Array;
   /** The verified trees' tokens, B × draftTokens, root first. */
   trees: Int32Array;
+  /** Device time per phase, in profiled rounds (0 otherwise). */
   draftMs: number;
   verifyMs: number;
   acceptMs: number;
+  /** Device time of the whole round. */
+  deviceMs: number;
 }
 
 export interface NativeDraftOptions {
@@ -202,6 +218,11 @@ export interface NativeOps {
   topkSoftmax(logits: NativeTensor, k: number, map: NativeTensor | null, probs: NativeTensor, ids: NativeTensor): void;
   sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;
   argmax(logits: NativeTensor, tokens: NativeTensor): void;
+  treeExpand(tree: NativeTreeState, level: number, probs: NativeTensor, ids: NativeTensor, tokens?: NativeTensor | null, mask?: NativeTensor | null, parentRows?: NativeTensor | null): void;
+  treeBuild(tree: NativeTreeState, roots: NativeTensor, committed: NativeTensor, tokens: NativeTensor, positions: NativeTensor, mask: NativeTensor, parent: NativeTensor): void;
+  treeAcceptGreedy(tokens: NativeTensor, parent: NativeTensor, argmax: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor): void;
+  treeCommit(tokens: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor, outTokens: NativeTensor, featureRows: NativeTensor, lastRows: NativeTensor): void;
+  kvCompact(pool: NativeTensor, pageTable: NativeTensor, pageSize: number, committed: NativeTensor, path: NativeTensor, accepted: NativeTensor): void;
   fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;
   synchronize(): void;
   timerStart(): void;

@@ -8,8 +8,9 @@
  */
 import { Eagle3Error, ErrorCode } from "../errors.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../native.js";
+import { type Choice, SpeculationPolicy, type Speculation } from "../spec/speculation-policy.js";
 import { SpeculativeCounters, type SpeculativeStats } from "../spec/stats.js";
-import type { TreePolicy } from "../spec/tree-policy.js";
+import type { TreePolicy, TreeShape } from "../spec/tree-policy.js";
 import { PageAllocator } from "./page-allocator.js";
 import { type SamplingOptions, Sequence } from "./sequence.js";
 import { type StepEntry, buildStep, packSampling } from "./step-plan.js";
@@ -30,6 +31,10 @@ export interface SchedulerOptions {
   maxQueued: number;
   /** Speculative decoding with this tree policy (the executor has a draft). */
   tree?: TreePolicy;
+  /** "auto": speculate only where it measures faster than plain decoding; "always": every round. */
+  speculation?: Speculation;
+  /** Profile one round in this many (device time per phase); 0 = never. */
+  profileEvery?: number;
 }
 
 export interface SchedulerStats {
@@ -50,11 +55,15 @@ export class Scheduler {
   private loop?: Promise<void>;
   private readonly counters = { steps: 0, stepSeconds: 0, promptTokens: 0, generatedTokens: 0 };
   private readonly spec?: SpeculativeCounters;
+  private readonly policy?: SpeculationPolicy;
   private readonly freeSlots: number[];
 
   constructor(private readonly executor: StepExecutor, readonly options: SchedulerOptions) {
     this.pages = new PageAllocator(options.numPages);
-    if (options.tree) this.spec = new SpeculativeCounters();
+    if (options.tree) {
+      this.spec = new SpeculativeCounters();
+      this.policy = new SpeculationPolicy(options.tree, options.speculation);
+    }
     this.freeSlots = Array.from({ length: options.maxRunning }, (_, i) => options.maxRunning - 1 - i);
   }
 
@@ -92,7 +101,10 @@ export class Scheduler {
   }
 
   stats(): SchedulerStats {
-    return { ...this.counters, running: this.running.length, queued: this.waiting.length, speculative: this.spec?.snapshot() };
+    return {
+      ...this.counters, running: this.running.length, queued: this.waiting.length,
+      speculative: this.spec && { ...this.spec.snapshot(), choices: this.policy!.snapshot() },
+    };
   }
 
   /** Resolves when no request is running or waiting. */
@@ -117,7 +129,7 @@ export class Scheduler {
       try {
         if (!this.options.tree) await this.plainStep();
         else if (prefilling.length) await this.prefillStep(prefilling);
-        else await this.round();
+        else await this.decodeSpeculative();
       } catch (err) {
         for (const s of this.running) this.finish(s, err);
         continue;
@@ -130,6 +142,50 @@ export class Scheduler {
   private async plainStep(): Promise<void> {
     const entries = this.plan(this.running);
     this.apply(entries, await this.executor.step(buildStep(entries)));
+  }
+
+  /** One iteration of decoding with a draft: a round, or a plain step where that measures faster. */
+  private async decodeSpeculative(): Promise<void> {
+    const seqs = this.running.filter((s) => !s.done);
+    const sampled = seqs.some((s) => s.sampling.temperature > 0);
+    const choice: Choice = this.policy!.choose(seqs.length, sampled);
+    if (choice.kind === "tree" && seqs.some((s) => s.drafted < s.cached)) return this.catchUp(seqs);
+    const t0 = performance.now();
+    const before = this.counters.generatedTokens;
+    let profiled = false;
+    if (choice.kind === "plain") await this.plainStep();
+    else profiled = await this.round(seqs, choice.shape);
+    if (!profiled) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, performance.now() - t0);
+  }
+
+  /**
+   * After plain steps the draft is behind: it runs (with the target, for its features) over the
+   * positions it missed, as a prefill whose next tokens are all known. The target rewrites the
+   * same KV entries.
+   */
+  private async catchUp(seqs: Sequence[]): Promise<void> {
+    let budget = this.options.maxStepTokens;
+    const entries: StepEntry[] = [];
+    for (const seq of seqs) {
+      const count = Math.min(seq.cached - seq.drafted, budget);
+      if (count <= 0) continue;
+      budget -= count;
+      entries.push({ seq, count, start: seq.drafted, samples: false });
+    }
+    const step = buildStep(entries);
+    const next = new Int32Array(step.tokens.length);
+    let t = 0;
+    for (const { seq, count, start } of entries) {
+      for (let j = 0; j < count; j++) next[t + j] = seq.tokens[start! + j + 1];
+      t += count;
+    }
+    await this.executor.prefillSpeculative({
+      ...step,
+      slots: Int32Array.from(entries, (e) => e.seq.slot),
+      nextTokens: next,
+      finalChunk: Uint8Array.from(entries, (e) => Number(e.start! + e.count === e.seq.cached)),
+    });
+    for (const e of entries) e.seq.drafted = e.start! + e.count;
   }
 
   /** Prefill chunks of the sequences still prefilling; the draft runs over the same tokens. */
@@ -151,12 +207,13 @@ export class Scheduler {
       finalChunk: Uint8Array.from(entries, (e) => Number(e.samples)),
     });
     this.apply(entries, result);
+    for (const { seq } of entries) seq.drafted = seq.cached;
   }
 
-  /** One speculative round for every running sequence (all of them are decoding). */
-  private async round(): Promise<void> {
-    const seqs = this.running.filter((s) => !s.done);
-    const shape = this.options.tree!.shapeFor(seqs.length);
+  /** One speculative round for the decoding sequences; returns whether it was profiled. */
+  private async round(seqs: Sequence[], shape: TreeShape): Promise<boolean> {
+    const every = this.options.profileEvery ?? 0;
+    const profile = every > 0 && this.spec!.iterations % every === 0;
     const maxPages = Math.max(...seqs.map((s) => s.pages.length));
     const pageTable = new Int32Array(seqs.length * maxPages);
     seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
@@ -169,8 +226,9 @@ export class Scheduler {
       pageTable,
       maxPages,
       sampling: packSampling(seqs),
+      profile,
     });
-    this.spec!.time({ ...r, wallMs: performance.now() - t0 });
+    this.spec!.time({ ...r, wallMs: performance.now() - t0, profiled: profile });
     let at = 0;
     seqs.forEach((seq, i) => {
       const tokens = Array.from(r.tokens.subarray(at, at + r.counts[i]));
@@ -178,8 +236,10 @@ export class Scheduler {
       this.spec!.record(r.counts[i], r.drafted[i]);
       if (seq.done) return;  // cancelled while the round ran
       seq.cached += tokens.length;  // the root and the accepted drafts are now in the cache
+      seq.drafted = seq.cached;
       this.emit(seq, tokens);
     });
+    return profile;
   }
 
   private admit(): void {

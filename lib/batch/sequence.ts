@@ -23,6 +23,8 @@ export class Sequence {
   readonly tokens: number[];
   /** Tokens whose K/V are in the cache. */
   cached = 0;
+  /** Context positions the draft has run over (speculative decoding); behind `cached` after plain steps. */
+  drafted = 0;
   pages: number[] = [];
   /** The draft-state slot it holds while running (speculative decoding). */
   slot = -1;

@@ -4,8 +4,9 @@ import type { Sequence } from "./sequence.js";
 
 export interface StepEntry {
   seq: Sequence;
-  /** New tokens this step: seq.tokens[seq.cached, seq.cached + count). */
+  /** New tokens this step: seq.tokens[start, start + count), start = seq.cached unless given. */
   count: number;
+  start?: number;
   /** Whether the step reaches the sequence's last token, so it samples the next. */
   samples: boolean;
 }
@@ -26,10 +27,11 @@ export function buildStep(entries: readonly StepEntry[], opts: { wantLogits?: bo
   let t = 0;
   entries.forEach((e, i) => {
     const { seq, count } = e;
+    const start = e.start ?? seq.cached;
     qStart[i] = t;
-    tokens.set(seq.tokens.slice(seq.cached, seq.cached + count), t);
-    for (let j = 0; j < count; j++) positions[t + j] = seq.cached + j;
-    kvLen[i] = seq.cached + count;
+    tokens.set(seq.tokens.slice(start, start + count), t);
+    for (let j = 0; j < count; j++) positions[t + j] = start + j;
+    kvLen[i] = start + count;
     pageTable.set(seq.pages, i * maxPages);
     t += count;
     if (e.samples) {

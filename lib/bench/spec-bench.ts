@@ -4,7 +4,8 @@
  * accepted length, acceptance per draft position and the phase breakdown of the rounds.
  */
 import { Engine, type EngineOptions } from "../engine.js";
-import type { SpeculativeStats } from "../spec/stats.js";
+import type { Speculation } from "../spec/speculation-policy.js";
+import { type SpeculativeStats, statsSince } from "../spec/stats.js";
 import { round } from "./stats.js";
 
 export interface SpecBenchOptions {
@@ -22,62 +23,77 @@ export interface SpecBenchRow {
   dataset: string;
   batch: number;
   requests: number;
+  speculation: Speculation;
   baselineTokensPerSecond: number;
   eagleTokensPerSecond: number;
   speedup: number;
   meanAcceptedLength: number;
   acceptanceByPosition: number[];
-  phases: { draftMs: number; verifyMs: number; acceptMs: number; hostMs: number; rounds: number };
+  /** Per iteration: wall and device ms of the EAGLE-3 run; phases from a separate profiled run. */
+  phases: {
+    iterations: number; wallMs: number; deviceMs: number; hostMs: number;
+    draftMs: number; verifyMs: number; acceptMs: number; baselineStepMs: number;
+  };
+  /** Tokens/ms the speculation policy measured per choice (plain, trees) in this batch's bucket. */
+  choices?: SpeculativeStats["choices"];
 }
 
 export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRow[]> {
   const rows: SpecBenchRow[] = [];
-  const total = o.batches.length * 2;
+  const total = o.batches.length * 3;
   let done = 0;
   const tick = (label: string) => o.onProgress?.(++done, total, label);
+  const speculation = o.engine.speculation ?? "auto";
   for (const batch of o.batches) {
     const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, 2 * batch)));
-    const base = await run({ ...o.engine, maxBatch: batch }, prompts, o);
+    const base = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
     tick(`baseline, batch ${batch}`);
-    const eagle = await run({ ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o);
+    const eagle = await run({ ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, o.maxTokens);
     tick(`EAGLE-3, batch ${batch}`);
-    const s = eagle.spec!;
+    // Phase times come from rounds timed one phase at a time, which are slower: a run of their own.
+    const prof = await run({ ...o.engine, maxBatch: batch, draft: o.draft, speculation: "always", profileEvery: 1 },
+      prompts.slice(0, batch), o, Math.min(o.maxTokens, 48));
+    tick(`EAGLE-3 profiled, batch ${batch}`);
+    const s = eagle.spec!, p = prof.spec!;
+    const per = (ms: number, n: number) => round(n ? ms / n : 0, 3);
     rows.push({
-      dataset: o.dataset, batch, requests: prompts.length,
+      dataset: o.dataset, batch, requests: prompts.length, speculation,
       baselineTokensPerSecond: round(base.tokensPerSecond, 1), eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
       speedup: round(eagle.tokensPerSecond / base.tokensPerSecond, 3), meanAcceptedLength: round(s.meanAcceptedLength, 3),
       acceptanceByPosition: s.acceptanceByPosition.map((x) => round(x, 3)),
-      phases: { draftMs: round(s.draftMs, 1), verifyMs: round(s.verifyMs, 1), acceptMs: round(s.acceptMs, 1), hostMs: round(s.hostMs, 1), rounds: s.rounds },
+      phases: {
+        iterations: s.iterations, wallMs: per(s.wallMs, s.iterations), deviceMs: per(s.deviceMs, s.iterations), hostMs: per(s.hostMs, s.iterations),
+        draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),
+        baselineStepMs: round(base.stepMs, 3),
+      },
+      choices: s.choices?.filter((c) => c.bucket.startsWith(`${bucketOf(batch)}`)),
     });
   }
   return rows;
 }
 
-async function run(options: EngineOptions, prompts: string[], o: SpecBenchOptions) {
+function bucketOf(batch: number): number {
+  let b = 1;
+  while (b < batch) b *= 2;
+  return b;
+}
+
+async function run(options: EngineOptions, prompts: string[], o: SpecBenchOptions, maxTokens: number) {
   await using engine = await Engine.load(options);
   // Warm-up (graphs, workspaces) outside the timing.
   await engine.complete([{ role: "user", content: prompts[0] }], { maxTokens: 8, temperature: o.temperature, seed: 1 });
-  const before = engine.stats().speculative;
+  const before = engine.stats();
   const t0 = performance.now();
   const results = await Promise.all(
-    prompts.map((p, i) => engine.complete([{ role: "user", content: p }], { maxTokens: o.maxTokens, temperature: o.temperature, seed: i + 1 })),
+    prompts.map((p, i) => engine.complete([{ role: "user", content: p }], { maxTokens, temperature: o.temperature, seed: i + 1 })),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const after = engine.stats();
   const tokens = results.reduce((n, r) => n + r.tokens.length, 0);
-  return { tokensPerSecond: tokens / seconds, spec: since(before, engine.stats().speculative) };
-}
-
-/** Counters of the timed part only (the warm-up's subtracted). */
-function since(a: SpeculativeStats | undefined, b: SpeculativeStats | undefined): SpeculativeStats | undefined {
-  if (!a || !b) return b;
-  const rounds = b.rounds - a.rounds;
-  const committed = b.meanAcceptedLength * b.rounds - a.meanAcceptedLength * a.rounds;
+  const steps = after.steps - before.steps;
   return {
-    rounds,
-    meanAcceptedLength: rounds ? committed / rounds : 0,
-    draftedTokens: b.draftedTokens - a.draftedTokens,
-    acceptedTokens: b.acceptedTokens - a.acceptedTokens,
-    acceptanceByPosition: b.acceptanceByPosition.map((x, i) => (rounds ? (x * b.rounds - (a.acceptanceByPosition[i] ?? 0) * a.rounds) / rounds : 0)),
-    draftMs: b.draftMs - a.draftMs, verifyMs: b.verifyMs - a.verifyMs, acceptMs: b.acceptMs - a.acceptMs, hostMs: b.hostMs - a.hostMs,
+    tokensPerSecond: tokens / seconds,
+    stepMs: steps ? (1000 * (after.stepSeconds - before.stepSeconds)) / steps : 0,
+    spec: after.speculative && statsSince(before.speculative, after.speculative),
   };
 }

@@ -19,6 +19,7 @@ EAGLE-3 (--model/--draft):
   --max-tokens N       tokens per request (default 128)
   --temperature T      0 = greedy (default)
   --tree S,K,N         draft steps, top-k and draft tokens (default: chosen per batch size)
+  --speculation MODE   auto (default: speculate where it measures faster) or always
   --device cuda|cpu  --tokenizer DIR  --max-context N
   --plot FILE.svg      speed-up and accepted length per dataset and batch size
 Random weights (--random):
@@ -40,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
     model: { type: "string" }, draft: { type: "string" }, dataset: { type: "string" }, prompts: { type: "string" },
     "max-tokens": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
     tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" }, layers: { type: "string" },
+    speculation: { type: "string" },
   }, HELP);
   if (!p) return 0;
   if (str(p, "model") || str(p, "draft")) return runSpeculative(p);
@@ -80,6 +82,7 @@ async function runSpeculative(p: Parsed): Promise<number> {
       engine: {
         model, device: str(p, "device") as "cuda" | "cpu" | undefined, tokenizer: str(p, "tokenizer"),
         maxContext: num(p, "max-context"), tree: tree && { steps: tree[0], topk: tree[1], draftTokens: tree[2] },
+        speculation: speculationOf(p),
       },
       draft, dataset, prompts, batches, maxTokens: num(p, "max-tokens") ?? 128, temperature: num(p, "temperature") ?? 0,
       onProgress: (done, total, label) => process.stderr.write(`\r[${"#".repeat(done).padEnd(total)}] ${label}`.padEnd(60) + (done === total ? "\n" : "")),
@@ -96,6 +99,12 @@ async function runSpeculative(p: Parsed): Promise<number> {
   return 0;
 }
 
+function speculationOf(p: Parsed): "auto" | "always" {
+  const v = str(p, "speculation") ?? "auto";
+  if (v !== "auto" && v !== "always") throw new UsageError("--speculation takes auto or always", p.help);
+  return v;
+}
+
 function list(p: Parsed, name: string, def: string): number[] {
   const v = (str(p, name) ?? def).split(",").map(Number);
   if (v.some((b) => !Number.isInteger(b) || b < 1)) throw new UsageError(`--${name} takes positive integers`, p.help);
@@ -104,10 +113,12 @@ function list(p: Parsed, name: string, def: string): number[] {
 
 export function speculativeTable(rows: SpecBenchRow[]): string {
   return [
-    "| dataset | batch | baseline tok/s | EAGLE-3 tok/s | speed-up | accepted length | acceptance by position | draft / verify / accept / host ms |",
-    "|---|---:|---:|---:|---:|---:|---|---|",
+    "| dataset | batch | baseline tok/s | EAGLE-3 tok/s | speed-up | accepted length | acceptance by position | ms per round: draft / verify / accept (profiled) | device / host ms per iteration | baseline step ms | policy (tok/ms) |",
+    "|---|---:|---:|---:|---:|---:|---|---|---|---:|---|",
     ...rows.map((r) => `| ${r.dataset} | ${r.batch} | ${r.baselineTokensPerSecond} | ${r.eagleTokensPerSecond} | ${r.speedup}× | ${r.meanAcceptedLength} | ` +
-      `${r.acceptanceByPosition.map((x) => x.toFixed(2)).join(" ")} | ${r.phases.draftMs} / ${r.phases.verifyMs} / ${r.phases.acceptMs} / ${r.phases.hostMs} |`),
+      `${r.acceptanceByPosition.map((x) => x.toFixed(2)).join(" ")} | ${r.phases.draftMs} / ${r.phases.verifyMs} / ${r.phases.acceptMs} | ` +
+      `${r.phases.deviceMs} / ${r.phases.hostMs} | ${r.phases.baselineStepMs} | ` +
+      `${(r.choices ?? []).map((c) => `${c.best ? "**" : ""}${c.choice} ${c.tokensPerMs.toFixed(2)}${c.best ? "**" : ""}`).join(", ")} |`),
   ].join("\n");
 }
 

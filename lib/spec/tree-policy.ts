@@ -28,17 +28,28 @@ export class TreePolicy {
     return this.fixed ?? DEFAULTS.find(([max]) => batch <= max)![1];
   }
 
+  /**
+   * Trees worth measuring at a batch size: its default, the next smaller default and the short
+   * chain (the fixed tree alone when one was given). The speculation policy picks among them.
+   */
+  candidates(batch: number): TreeShape[] {
+    if (this.fixed) return [this.fixed];
+    const i = DEFAULTS.findIndex(([max]) => batch <= max);
+    const picks = [DEFAULTS[i][1], DEFAULTS[Math.min(i + 1, DEFAULTS.length - 1)][1], DEFAULTS[DEFAULTS.length - 1][1]];
+    return picks.filter((s, j) => picks.indexOf(s) === j);
+  }
+
   /** Tree nodes one round verifies at most, over batches up to maxBatch (its logits rows). */
   verifyRows(maxBatch: number): number {
     let rows = 0;
-    for (let b = 1; b <= maxBatch; b++) rows = Math.max(rows, b * this.shapeFor(b).draftTokens);
+    for (let b = 1; b <= maxBatch; b++) rows = Math.max(rows, b * Math.max(...this.candidates(b).map((s) => s.draftTokens)));
     return rows;
   }
 
-  /** KV positions a round may write past a sequence's committed tokens (tree nodes or draft scratch). */
+  /** KV positions a round may write past a sequence's committed tokens (tree nodes, draft scratch, the padded draft extend). */
   get scratchTokens(): number {
     const shapes = this.fixed ? [this.fixed] : DEFAULTS.map(([, s]) => s);
-    return Math.max(...shapes.map((s) => Math.max(s.draftTokens, (s.steps - 1) * s.topk + 1)));
+    return Math.max(...shapes.map((s) => Math.max(s.draftTokens, (s.steps - 1) * s.topk + 1, s.steps + 1)));
   }
 }
 

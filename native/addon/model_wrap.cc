@@ -49,6 +49,7 @@ Napi::Object round_result(Napi::Env env, const e3::SpecRoundResult& r) {
   out.Set("draftMs", r.draft_ms);
   out.Set("verifyMs", r.verify_ms);
   out.Set("acceptMs", r.accept_ms);
+  out.Set("deviceMs", r.device_ms);
   return out;
 }
 

@@ -46,6 +46,24 @@ e3::AttentionLayout parse_layout(const Napi::Value& v) {
   return L;
 }
 
+e3::TreeState parse_tree(const Napi::Value& v) {
+  Napi::Object o = arg_object(v, "tree");
+  e3::TreeState t;
+  t.steps = int(get_int(o, "steps", 0, true));
+  t.topk = int(get_int(o, "topk", 0, true));
+  t.score = TensorWrap::From(o.Get("score"), "tree.score");
+  t.token = TensorWrap::From(o.Get("token"), "tree.token");
+  t.parent = TensorWrap::From(o.Get("parent"), "tree.parent");
+  t.mask = TensorWrap::From(o.Get("mask"), "tree.mask");
+  t.live = TensorWrap::From(o.Get("live"), "tree.live");
+  return t;
+}
+
+e3::Tensor opt_or_none(const Napi::Value& v, const char* what) {
+  const e3::Tensor* t = opt_tensor(v, what);
+  return t ? *t : e3::Tensor();
+}
+
 class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -62,6 +80,11 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::ScatterRows>("scatterRows"),
         InstanceMethod<&OpsWrap::TopkSoftmax>("topkSoftmax"),
         InstanceMethod<&OpsWrap::Sample>("sample"),
+        InstanceMethod<&OpsWrap::TreeExpand>("treeExpand"),
+        InstanceMethod<&OpsWrap::TreeBuild>("treeBuild"),
+        InstanceMethod<&OpsWrap::TreeAcceptGreedy>("treeAcceptGreedy"),
+        InstanceMethod<&OpsWrap::TreeCommit>("treeCommit"),
+        InstanceMethod<&OpsWrap::KvCompact>("kvCompact"),
         InstanceMethod<&OpsWrap::Argmax>("argmax"),
         InstanceMethod<&OpsWrap::FillNormal>("fillNormal"),
         InstanceMethod<&OpsWrap::Synchronize>("synchronize"),
@@ -138,6 +161,41 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   }
   Napi::Value Sample(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.sample(T(i, 0, "logits"), T(i, 1, "params"), T(i, 2, "tokens")); });
+  }
+  // treeExpand(tree, level, probs, ids, tokens?, mask?, parentRows?)
+  Napi::Value TreeExpand(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.tree_expand(parse_tree(i[0]), int(F(i, 1)), T(i, 2, "probs"), T(i, 3, "ids"), opt_or_none(i[4], "tokens"),
+                    opt_or_none(i[5], "mask"), opt_or_none(i[6], "parentRows"));
+    });
+  }
+  // treeBuild(tree, roots, committed, tokens, positions, mask, parent)
+  Napi::Value TreeBuild(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.tree_build(parse_tree(i[0]), T(i, 1, "roots"), T(i, 2, "committed"), T(i, 3, "tokens"), T(i, 4, "positions"),
+                   T(i, 5, "mask"), T(i, 6, "parent"));
+    });
+  }
+  // treeAcceptGreedy(tokens, parent, argmax, path, accepted, bonus)
+  Napi::Value TreeAcceptGreedy(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.tree_accept_greedy(T(i, 0, "tokens"), T(i, 1, "parent"), T(i, 2, "argmax"), T(i, 3, "path"), T(i, 4, "accepted"),
+                           T(i, 5, "bonus"));
+    });
+  }
+  // treeCommit(tokens, path, accepted, bonus, outTokens, featureRows, lastRows)
+  Napi::Value TreeCommit(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.tree_commit(T(i, 0, "tokens"), T(i, 1, "path"), T(i, 2, "accepted"), T(i, 3, "bonus"), T(i, 4, "outTokens"),
+                    T(i, 5, "featureRows"), T(i, 6, "lastRows"));
+    });
+  }
+  // kvCompact(pool, pageTable, pageSize, committed, path, accepted)
+  Napi::Value KvCompact(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.kv_compact(T(i, 0, "pool"), T(i, 1, "pageTable"), int(F(i, 2)), T(i, 3, "committed"), T(i, 4, "path"),
+                   T(i, 5, "accepted"));
+    });
   }
   // fillNormal(t, seed, mean, std)
   Napi::Value FillNormal(const Napi::CallbackInfo& i) {

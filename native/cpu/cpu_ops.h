@@ -21,6 +21,16 @@ class CpuOps final : public Ops {
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
+                   const Tensor& mask, const Tensor& parent_rows) override;
+  void tree_build(const TreeState& t, const Tensor& roots, const Tensor& committed, const Tensor& tokens,
+                  const Tensor& positions, const Tensor& mask, const Tensor& parent) override;
+  void tree_accept_greedy(const Tensor& tokens, const Tensor& parent, const Tensor& argmax, const Tensor& path,
+                          const Tensor& accepted, const Tensor& bonus) override;
+  void tree_commit(const Tensor& tokens, const Tensor& path, const Tensor& accepted, const Tensor& bonus,
+                   const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) override;
+  void kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,
+                  const Tensor& path, const Tensor& accepted) override;
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
   void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;

@@ -13,6 +13,7 @@ KvCache KvCache::allocate(Device device, DType dtype, int layers, int num_pages,
   // One allocation for the whole pool keeps it contiguous and lets OOM fail before anything is used.
   int64_t per = int64_t(num_pages) * page_size * kv_heads * head_dim;
   Tensor pool = Tensor::empty(device, dtype, {2 * int64_t(layers), per});
+  kv.pool = pool.view({2 * int64_t(layers), int64_t(num_pages) * page_size, kv_heads, head_dim});
   for (int l = 0; l < layers; ++l) {
     Shape s{int64_t(num_pages) * page_size, kv_heads, head_dim};
     kv.k.push_back(pool.rows(2 * l, 2 * l + 1).view(s));

@@ -33,6 +33,18 @@ struct AttentionLayout {
   Tensor tree_base;      // i32 [S] mask_base of each sequence; undefined = the first new token
 };
 
+// The draft trees of one speculative round on the device: B sequences of shape (S steps, K top-k,
+// N verified nodes), every candidate in sglang's flat order (level 1: K nodes, each later level
+// K·K children of the previous level's K live nodes), C = K + (S − 1)·K² per sequence.
+struct TreeState {
+  int steps = 0, topk = 0;
+  Tensor score;   // f32 [B, C] product of draft probabilities along the path
+  Tensor token;   // i32 [B, C] target-vocabulary id
+  Tensor parent;  // i32 [B, C] flat index of the parent, −1 under the root
+  Tensor mask;    // i64 [B, C] draft-scratch bits of a live node and its ancestors: bit (l−1)·K + j
+                  //     for the node live at position j of level l
+  Tensor live;    // i32 [B, K] flat indices of the nodes the next draft step runs on
+};
 
 class Ops {
  public:
@@ -71,6 +83,32 @@ class Ops {
   // lower id) into probs f32 [R, k] and their ids into ids i32 [R, k], mapped through map (i32 [V],
   // draft → target vocabulary) when it is defined.
   virtual void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) = 0;
+  // Level `level` of the trees: level 1 from the draft's top-K (probs/ids [B, ≥K]), a later level
+  // from the top-K of each live node (probs/ids [B·K, ≥K]), the best K by score (ties: lower
+  // flat index) staying live, in flat order. Writes the next draft step's tokens and masks
+  // [B·K] and, from level 2, each live node's parent row among the previous step's B·K rows
+  // (parent_rows [B·K]); undefined outputs are skipped.
+  virtual void tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids,
+                           const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows) = 0;
+  // The verified trees after the last level: under roots[b], the best N − 1 candidates (ties:
+  // lower flat index) in flat order, as a verify step's tokens, positions (committed + depth)
+  // and masks (bit j: sees node j), and each node's parent node (−1 for the root), all [B·N].
+  virtual void tree_build(const TreeState& t, const Tensor& roots, const Tensor& committed, const Tensor& tokens,
+                          const Tensor& positions, const Tensor& mask, const Tensor& parent) = 0;
+  // Greedy acceptance over verified trees (tokens, parent [B·N]) with the target's argmax at each
+  // node: the longest path of children equal to their parent's argmax (path [B, S], its length
+  // accepted [B]) and the argmax after it (bonus [B]).
+  virtual void tree_accept_greedy(const Tensor& tokens, const Tensor& parent, const Tensor& argmax,
+                                  const Tensor& path, const Tensor& accepted, const Tensor& bonus) = 0;
+  // What the accepted paths commit: the draft extend's tokens [B, S + 1] (accepted, bonus, then
+  // the bonus again as padding), the verify rows of their target features [B, S + 1] (root,
+  // accepted, padded with the last) and the extend row of each sequence's last token [B].
+  virtual void tree_commit(const Tensor& tokens, const Tensor& path, const Tensor& accepted, const Tensor& bonus,
+                           const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) = 0;
+  // In every layer of a KV pool [2·layers, slots, …], the entry at context committed + path[k − 1]
+  // moves to committed + k for k = 1..accepted (in order: a path only moves entries down).
+  virtual void kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,
+                          const Tensor& path, const Tensor& accepted) = 0;
   // dst[:, col : col + src.cols] = src (same rows; dst may be wider)
   virtual void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) = 0;
   // Host bytes into a device tensor, ordered with the backend's other work.

@@ -1,6 +1,6 @@
 #include "runtime/spec_runner.h"
 
-#include <chrono>
+#include <algorithm>
 
 #include "runtime/error.h"
 #include "runtime/sampling_filter.h"
@@ -8,10 +8,6 @@
 namespace e3 {
 
 namespace {
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // The first n·k elements of a flat buffer as [n, k].
 Tensor topk_view(const Tensor& flat, int64_t n, int k) { return flat.rows(0, n * k).view({n, k}); }
@@ -23,20 +19,16 @@ std::vector<T> download(const Tensor& t, int64_t n) {
   return v;
 }
 
-// Page-table rows of the given sequences, and the slot-independent parts of a step over them.
-HostStep step_over(const HostSpecRound& r, const std::vector<int>& per_seq_tokens) {
-  HostStep s;
-  s.max_pages = r.max_pages;
-  s.page_table = r.page_table;
-  s.q_start.push_back(0);
-  for (int n : per_seq_tokens) s.q_start.push_back(s.q_start.back() + n);
-  return s;
+void zero(Ops& ops, const Tensor& t) {
+  std::vector<char> z(t.nbytes(), 0);
+  ops.upload(t, z.data(), z.size());
 }
 
 }  // namespace
 
 SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftWeights weights, int slots, int max_tokens)
-    : target_(std::move(target)), ops_(target_->ops()), draft_(ops_, cfg, std::move(weights), max_tokens) {
+    : target_(std::move(target)), ops_(target_->ops()), draft_(ops_, cfg, std::move(weights), max_tokens),
+      spare_slot_(slots) {
   const QwenConfig& tc = target_->model().config();
   E3_CHECK(tc.capture_layers.size() == 3 && cfg.target_hidden == tc.hidden, DraftMismatch,
            "the target must capture three hidden states of its own width for the draft");
@@ -45,9 +37,11 @@ SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftW
   Device dev = ops_.device();
   DType act = ops_.act_dtype();
   draft_kv_ = KvCache::allocate(dev, act, 1, target_->pages() + 1, target_->kv().page_size, cfg.kv_heads, cfg.head_dim);
-  cand_probs_ = Tensor::empty(dev, DType::F32, {slots, kMaxTopk});
-  cand_ids_ = Tensor::empty(dev, DType::I32, {slots, kMaxTopk});
-  state_ = Tensor::empty(dev, act, {slots, cfg.hidden});
+  // Padding sequences of captured rounds read the spare slot: it must hold valid ids and finite states.
+  cand_probs_ = Tensor::empty(dev, DType::F32, {slots + 1, kMaxTopk});
+  cand_ids_ = Tensor::empty(dev, DType::I32, {slots + 1, kMaxTopk});
+  state_ = Tensor::empty(dev, act, {slots + 1, cfg.hidden});
+  for (const Tensor* t : {&cand_probs_, &cand_ids_, &state_}) zero(ops_, *t);
   logits_ = Tensor::empty(dev, DType::F32, {max_tokens, cfg.draft_vocab});
   states_ = Tensor::empty(dev, act, {max_tokens, cfg.hidden});
   states_next_ = Tensor::empty(dev, act, {max_tokens, cfg.hidden});
@@ -56,19 +50,8 @@ SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftW
   topk_ids_ = Tensor::empty(dev, DType::I32, {int64_t(max_tokens) * kMaxTopk});
 }
 
-// Index vectors go to grow-only buffers reused call after call: device allocations (and the
-// synchronising frees) stay out of the rounds. Each call starts again at the first buffer.
-Tensor SpecRunner::device_i32(const std::vector<int32_t>& v) {
-  if (next_index_ == index_bufs_.size()) index_bufs_.emplace_back();
-  Tensor& buf = index_bufs_[next_index_++];
-  int64_t n = std::max<int64_t>(1, int64_t(v.size()));
-  if (!buf.defined() || buf.numel() < n) buf = Tensor::empty(ops_.device(), DType::I32, {std::max<int64_t>(n, 256)});
-  if (!v.empty()) ops_.upload(buf, v.data(), v.size() * 4);
-  return buf.rows(0, int64_t(v.size()));
-}
-
-void SpecRunner::draft(const HostStep& s, const Tensor& features, const Tensor& recurrent, Tensor& logits, Tensor& states) {
-  StepTensors in = draft_inputs_.upload(ops_, s, draft_kv_.page_size);
+void SpecRunner::draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
+                       const Tensor& states) {
   DraftStep d;
   d.tokens = in.tokens;
   d.positions = in.positions;
@@ -81,246 +64,319 @@ void SpecRunner::draft(const HostStep& s, const Tensor& features, const Tensor& 
   draft_.forward(d, draft_kv_);
 }
 
-// Keeps, per slot, the draft's top-K after its last extended token and that token's state.
-void SpecRunner::store_slots(const std::vector<int32_t>& slots, const Tensor& logits, const Tensor& states,
-                             const std::vector<int32_t>& state_rows) {
-  int64_t n = int64_t(slots.size());
+void SpecRunner::store_slots(const Tensor& slots, const Tensor& logits, const Tensor& states, const Tensor& last_rows) {
+  int64_t n = slots.numel();
   if (n == 0) return;
   Tensor probs = topk_view(topk_probs_, n, kMaxTopk), ids = topk_view(topk_ids_, n, kMaxTopk);
   ops_.topk_softmax(logits, kMaxTopk, draft_.weights().vocab_map, probs, ids);
-  Tensor slot_t = device_i32(slots);
-  ops_.scatter_rows(probs, slot_t, cand_probs_);
-  ops_.scatter_rows(ids, slot_t, cand_ids_);
+  ops_.scatter_rows(probs, slots, cand_probs_);
+  ops_.scatter_rows(ids, slots, cand_ids_);
   Tensor last = states_next_.rows(0, n);
-  ops_.gather_rows(states, device_i32(state_rows), last);
-  ops_.scatter_rows(last, slot_t, state_);
+  ops_.gather_rows(states, last_rows, last);
+  ops_.scatter_rows(last, slots, state_);
 }
 
 StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
-  next_index_ = 0;
   const HostStep& s = p.step;
   target_->validate(s);
   size_t T = s.tokens.size(), S = s.kv_len.size();
   E3_ARG(p.slots.size() == S && p.final_chunk.size() == S && p.next_tokens.size() == T,
          "prefill: slots and finalChunk need one entry per sequence, nextTokens one per token");
-  size_t finals_n = 0;
-  for (uint8_t f : p.final_chunk) finals_n += f != 0;
-  E3_ARG(s.logit_rows.size() == finals_n && s.sampling.size() == finals_n,
+  // A final chunk whose last next token is unknown (-1) samples it; one that knows it (the draft
+  // catching up over decoded tokens) only keeps the draft's state.
+  std::vector<int> sampler(S, -1);
+  int samplers = 0;
+  for (size_t i = 0; i < S; ++i)
+    if (p.final_chunk[i] && p.next_tokens[size_t(s.q_start[i + 1] - 1)] < 0) sampler[i] = samplers++;
+  E3_ARG(s.logit_rows.size() == size_t(samplers) && s.sampling.size() == size_t(samplers),
          "prefill: one sampled logit row for each sequence whose prompt ends in this step");
+  for (int32_t slot : p.slots)
+    E3_ARG(slot >= 0 && slot < spare_slot_, "prefill: no draft slot " + std::to_string(slot));
   StepTensors io = target_->prepare(s);
   target_->compute(io, Executor::sampling_of(s));
-  std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), int64_t(finals_n));
+  std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), samplers);
   HostStep d = s;
   d.tokens = p.next_tokens;
   d.sampling.clear();
   d.logit_rows.clear();
-  std::vector<int32_t> finals, rows;
+  std::vector<int32_t> finals;
   for (size_t i = 0; i < S; ++i) {
     int last = s.q_start[i + 1] - 1;
-    if (p.final_chunk[i])
-      E3_ARG(s.logit_rows[finals.size()] == last, "prefill: a final chunk samples after its last token");
+    if (sampler[i] >= 0)
+      E3_ARG(s.logit_rows[size_t(sampler[i])] == last, "prefill: a final chunk samples after its last token");
     for (int t = s.q_start[i]; t <= last; ++t) {
       int32_t& tok = d.tokens[size_t(t)];
-      E3_ARG(tok >= 0 || (t == last && p.final_chunk[i]), "prefill: nextTokens may be -1 only at the end of a final chunk");
-      if (tok < 0) tok = sampled[finals.size()];
+      E3_ARG(tok >= 0 || (sampler[i] >= 0 && t == last), "prefill: nextTokens may be -1 only at the end of a final chunk");
+      if (tok < 0) tok = sampled[size_t(sampler[i])];
       E3_ARG(tok < draft_.config().vocab, "prefill: next token " + std::to_string(tok) + " outside the vocabulary");
     }
     if (p.final_chunk[i]) {
       d.logit_rows.push_back(last);
       finals.push_back(p.slots[i]);
-      rows.push_back(last);
     }
   }
-  Tensor logits = logits_.rows(0, int64_t(d.logit_rows.size()));
+  StepTensors in;
+  Tensor slots_t;
+  prefill_inputs_.add_step(d, draft_kv_.page_size, in);
+  prefill_inputs_.add(finals, &slots_t);
+  prefill_inputs_.upload(ops_);
+  Tensor logits = logits_.rows(0, int64_t(finals.size()));
   Tensor states = states_.rows(0, int64_t(T));
-  draft(d, target_->hidden().rows(0, int64_t(T)), Tensor(), logits, states);
-  store_slots(finals, logits, states, rows);
+  draft(in, target_->hidden().rows(0, int64_t(T)), Tensor(), logits, states);
+  store_slots(slots_t, logits, states, in.logit_rows);
   StepResult out;
   target_->download(s, out);
   return out;
 }
 
 void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int32_t>& ids) {
-  E3_ARG(slot >= 0 && slot < cand_probs_.dim(0), "no draft slot " + std::to_string(slot));
+  E3_ARG(slot >= 0 && slot < spare_slot_, "no draft slot " + std::to_string(slot));
   probs.resize(kMaxTopk);
   ids.resize(kMaxTopk);
   copy_to_host(cand_probs_.rows(slot, slot + 1), 0, probs.data(), kMaxTopk * 4);
   copy_to_host(cand_ids_.rows(slot, slot + 1), 0, ids.data(), kMaxTopk * 4);
 }
 
-SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
-  next_index_ = 0;
+void SpecRunner::check_round(const HostSpecRound& r) const {
   check_tree_shape(r.shape);
   const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
   E3_ARG(B >= 1 && r.committed.size() == size_t(B) && r.roots.size() == size_t(B) && r.sampling.size() == size_t(B) &&
              r.max_pages >= 1 && r.page_table.size() == size_t(B) * r.max_pages,
          "round: slots, committed, roots, sampling need one entry per sequence and pageTable B × maxPages");
   E3_ARG(K <= kMaxTopk && K <= draft_.config().draft_vocab, "round: topk above what the draft keeps");
-  E3_ARG(int64_t(B) * std::max(N, K) <= draft_.max_tokens() && int64_t(B) * N <= target_->model().max_tokens(),
+  E3_ARG(int64_t(B) * std::max({N, K, S + 1}) <= draft_.max_tokens() && int64_t(B) * N <= target_->model().max_tokens() &&
+             int64_t(B) * N <= target_->logits().dim(0),
          "round: the batch's tree is larger than the step buffers");
-  int cap = r.max_pages * draft_kv_.page_size;
-  for (int b = 0; b < B; ++b)
-    E3_ARG(r.committed[size_t(b)] >= 1 && r.committed[size_t(b)] + std::max(N, (S - 1) * K + 1) <= cap,
-           "round: sequence " + std::to_string(b) + " has no room for its tree in its pages");
-  SpecRoundResult res;
-  double t0 = now_ms();
-
-  // Level 1 from the state the last extend left in each slot.
-  Tensor slot_t = device_i32(r.slots);
-  Tensor probs1 = topk_view(topk_probs_, B, kMaxTopk), ids1 = topk_view(topk_ids_, B, kMaxTopk);
-  ops_.gather_rows(cand_probs_, slot_t, probs1);
-  ops_.gather_rows(cand_ids_, slot_t, ids1);
-  std::vector<float> p1 = download<float>(probs1, int64_t(B) * kMaxTopk);
-  std::vector<int32_t> i1 = download<int32_t>(ids1, int64_t(B) * kMaxTopk);
-  std::vector<Candidates> cand(static_cast<size_t>(B));
-  for (int b = 0; b < B; ++b) cand[size_t(b)].start(p1.data() + b * kMaxTopk, i1.data() + b * kMaxTopk, K);
-
-  // Expansion: step i drafts level i + 1 from the K live nodes of level i. Each live node's KV
-  // goes to scratch context L + (i − 1)·K + j; its mask sees its ancestors' scratch and itself.
-  std::vector<std::vector<int>> scratch(static_cast<size_t>(B));  // node → scratch offset (−1: none)
-  Tensor recurrent = states_.rows(0, int64_t(B) * K);
-  {
-    std::vector<int32_t> rows;
-    for (int b = 0; b < B; ++b)
-      for (int j = 0; j < K; ++j) rows.push_back(r.slots[size_t(b)]);
-    ops_.gather_rows(state_, device_i32(rows), recurrent);
-  }
-  for (int i = 1; i < S; ++i) {
-    HostStep d = step_over(r, std::vector<int>(size_t(B), K));
-    for (int b = 0; b < B; ++b) {
-      Candidates& c = cand[size_t(b)];
-      std::vector<int>& sc = scratch[size_t(b)];
-      sc.resize(c.nodes.size(), -1);
-      int L = r.committed[size_t(b)];
-      d.kv_len.push_back(L + i * K);
-      d.tree_base.push_back(L);
-      for (int j = 0; j < K; ++j) {
-        int node = c.live[size_t(j)];
-        sc[size_t(node)] = (i - 1) * K + j;
-        int64_t mask = 0;
-        for (int a = node; a >= 0; a = c.nodes[size_t(a)].parent) mask |= int64_t(1) << sc[size_t(a)];
-        d.tokens.push_back(c.nodes[size_t(node)].token);
-        d.positions.push_back(L - 1 + i);
-        d.tree_mask.push_back(mask);
-        d.logit_rows.push_back(b * K + j);
-      }
-    }
-    Tensor logits = logits_.rows(0, int64_t(B) * K), states = states_next_.rows(0, int64_t(B) * K);
-    draft(d, Tensor(), recurrent, logits, states);
-    Tensor probs = topk_view(topk_probs_, int64_t(B) * K, K), ids = topk_view(topk_ids_, int64_t(B) * K, K);
-    ops_.topk_softmax(logits, K, draft_.weights().vocab_map, probs, ids);
-    std::vector<float> ph = download<float>(probs, int64_t(B) * K * K);
-    std::vector<int32_t> ih = download<int32_t>(ids, int64_t(B) * K * K);
-    std::vector<int32_t> parent_rows;
-    for (int b = 0; b < B; ++b) {
-      Candidates& c = cand[size_t(b)];
-      std::vector<int> before = c.live;
-      c.expand(ph.data() + int64_t(b) * K * K, ih.data() + int64_t(b) * K * K, K);
-      for (int node : c.live) {
-        int parent = c.nodes[size_t(node)].parent, j = 0;
-        while (before[size_t(j)] != parent) ++j;
-        parent_rows.push_back(b * K + j);
-      }
-    }
-    if (i + 1 < S) ops_.gather_rows(states, device_i32(parent_rows), recurrent);
-  }
-  std::vector<Tree> trees;
+  const int page = draft_kv_.page_size, cap = r.max_pages * page, scratch = tree_scratch(r.shape);
   for (int b = 0; b < B; ++b) {
-    trees.push_back(build_tree(cand[size_t(b)], r.roots[size_t(b)], N));
-    res.trees.insert(res.trees.end(), trees.back().tokens.begin(), trees.back().tokens.end());
-  }
-  double t1 = now_ms();
-  res.draft_ms = t1 - t0;
-
-  // Verification: one target forward over every tree, argmax (and probabilities when sampling).
-  bool sampled = false;
-  for (const SamplingParams& sp : r.sampling) sampled |= sp.temperature > 0;
-  HostStep v = step_over(r, std::vector<int>(size_t(B), N));
-  for (int b = 0; b < B; ++b) {
-    const Tree& t = trees[size_t(b)];
+    std::string seq = "round: sequence " + std::to_string(b);
+    E3_ARG(r.slots[size_t(b)] >= 0 && r.slots[size_t(b)] < spare_slot_, seq + " has no draft slot " + std::to_string(r.slots[size_t(b)]));
+    E3_ARG(r.roots[size_t(b)] >= 0 && r.roots[size_t(b)] < target_->config().vocab, seq + ": root token outside the vocabulary");
     int L = r.committed[size_t(b)];
-    v.kv_len.push_back(L + N);
-    for (int n = 0; n < N; ++n) {
-      v.tokens.push_back(t.tokens[size_t(n)]);
-      v.positions.push_back(L + t.depth[size_t(n)]);
-      v.tree_mask.push_back(t.mask[size_t(n)]);
-      v.logit_rows.push_back(b * N + n);
-      v.sampling.push_back(SamplingParams{0, 0, 1, 0, 0, 0});
+    E3_ARG(L >= 1 && L + scratch <= cap, seq + " has no room for its tree in its pages");
+    for (int p = 0; p < (L + scratch + page - 1) / page; ++p) {
+      int pg = r.page_table[size_t(b) * r.max_pages + size_t(p)];
+      E3_ARG(pg >= 0 && pg < target_->pages(), seq + ": page " + std::to_string(pg) + " outside the pool of " +
+                                                   std::to_string(target_->pages()));
     }
   }
-  v.want_logits = sampled;
-  target_->validate(v);
-  StepTensors io = target_->prepare(v);
-  target_->compute(io, Executor::Sampling::Greedy);
-  StepResult vr;
-  target_->download(v, vr);
-  double t2 = now_ms();
-  res.verify_ms = t2 - t1;
+}
 
-  // Acceptance, then compaction of the accepted nodes' KV to consecutive positions.
-  int V = target_->model().config().vocab;
-  std::vector<int32_t> src_slots, dst_slots, feature_rows;
-  HostStep e = step_over(r, {});
-  for (int b = 0; b < B; ++b) {
-    const Tree& t = trees[size_t(b)];
-    const SamplingParams& sp = r.sampling[size_t(b)];
-    Acceptance a;
-    if (sp.temperature > 0) {
-      std::vector<float> probs(static_cast<size_t>(V));
-      a = accept_sampled(t, sp, V, [&](int node) {
-        const float* l = vr.logits.data() + (int64_t(b) * N + node) * V;
-        return filtered_probs(l, V, sp, probs);
-      });
-    } else {
-      a = accept_greedy(t, vr.tokens.data() + int64_t(b) * N);
-    }
-    int L = r.committed[size_t(b)], m = int(a.path.size());
-    auto slot_of = [&](int ctx) {
-      return r.page_table[size_t(b) * r.max_pages + size_t(ctx / draft_kv_.page_size)] * draft_kv_.page_size +
-             ctx % draft_kv_.page_size;
-    };
-    feature_rows.push_back(b * N);
-    for (int k = 1; k <= m; ++k) {
-      int node = a.path[size_t(k - 1)];
-      feature_rows.push_back(b * N + node);
-      if (node != k) {
-        src_slots.push_back(slot_of(L + node));
-        dst_slots.push_back(slot_of(L + k));
+std::unique_ptr<SpecRunner::Round> SpecRunner::make_round(int B, const TreeShape& s) {
+  auto rb = std::make_unique<Round>();
+  const int K = s.topk, S = s.steps, N = s.draft_tokens, C = tree_candidates(S, K);
+  Device dev = ops_.device();
+  rb->tree.steps = S;
+  rb->tree.topk = K;
+  rb->tree.score = Tensor::empty(dev, DType::F32, {B, C});
+  rb->tree.token = Tensor::empty(dev, DType::I32, {B, C});
+  rb->tree.parent = Tensor::empty(dev, DType::I32, {B, C});
+  rb->tree.mask = Tensor::empty(dev, DType::I64, {B, C});
+  rb->tree.live = Tensor::empty(dev, DType::I32, {B, K});
+  rb->parent_rows = Tensor::empty(dev, DType::I32, {int64_t(B) * K});
+  rb->tree_parent = Tensor::empty(dev, DType::I32, {int64_t(B) * N});
+  rb->feature_rows = Tensor::empty(dev, DType::I32, {int64_t(B) * (S + 1)});
+  // One tensor, so that host acceptance uploads path, accepted and bonus in one copy.
+  Tensor& acc = rb->acceptance = Tensor::empty(dev, DType::I32, {int64_t(B) * (S + 2)});
+  rb->path = acc.rows(0, int64_t(B) * S).view({B, S});
+  rb->accepted = acc.rows(int64_t(B) * S, int64_t(B) * (S + 1));
+  rb->bonus = acc.rows(int64_t(B) * (S + 1), int64_t(B) * (S + 2));
+  rb->drafts.resize(size_t(S - 1));
+  return rb;
+}
+
+// Host-known parts of every step of the round; tokens, masks, verify positions and the extend's
+// logit rows are placeholders the device overwrites. Sequences past r's are padding: the spare
+// slot, the scratch page, context 1.
+void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int max_kv) {
+  const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
+  std::vector<int32_t> slots(r.slots), committed(r.committed), roots(r.roots), slot_rows;
+  slots.resize(size_t(Bp), spare_slot_);
+  committed.resize(size_t(Bp), 1);
+  roots.resize(size_t(Bp), 0);
+  std::vector<int32_t> pages(size_t(Bp) * width, target_->pages());
+  for (int b = 0; b < B; ++b)
+    std::copy_n(r.page_table.begin() + size_t(b) * r.max_pages, std::min(r.max_pages, width), pages.begin() + size_t(b) * width);
+  for (int b = 0; b < Bp; ++b) slot_rows.insert(slot_rows.end(), size_t(K), slots[size_t(b)]);
+  // Steps of q tokens per sequence at contexts [L + first, L + first + q); mask(j) = 0: causal.
+  auto step = [&](int q, int first, auto&& position, auto&& mask) {
+    HostStep s;
+    s.max_pages = width;
+    s.page_table = pages;
+    s.q_start.push_back(0);
+    for (int b = 0; b < Bp; ++b) {
+      int L = committed[size_t(b)];
+      s.q_start.push_back(s.q_start.back() + q);
+      s.kv_len.push_back(L + first + q);
+      for (int j = 0; j < q; ++j) {
+        s.tokens.push_back(0);
+        s.positions.push_back(position(L, j));
+        int64_t m = mask(j);
+        if (m) s.tree_mask.push_back(m);
+        s.logit_rows.push_back(int32_t(s.tokens.size()) - 1);
       }
-      res.tokens.push_back(t.tokens[size_t(node)]);
-      e.tokens.push_back(t.tokens[size_t(node)]);
     }
-    res.tokens.push_back(a.bonus);
+    return s;
+  };
+  for (int i = 1; i < S; ++i) {
+    HostStep d = step(K, (i - 1) * K, [&](int L, int) { return L - 1 + i; },
+                      [&](int j) { return int64_t(1) << ((i - 1) * K + j); });
+    d.tree_base = committed;
+    rb.inputs.add_step(d, draft_kv_.page_size, rb.drafts[size_t(i - 1)], max_kv);
+  }
+  HostStep v = step(N, 0, [](int L, int) { return L; }, [](int j) { return int64_t(1) << j; });
+  rb.inputs.add_step(v, draft_kv_.page_size, rb.verify, max_kv);
+  HostStep e = step(S + 1, 0, [](int L, int k) { return L + k; }, [](int) { return int64_t(0); });
+  e.logit_rows.assign(size_t(Bp), 0);
+  rb.inputs.add_step(e, draft_kv_.page_size, rb.extend, max_kv);
+  rb.inputs.add(slots, &rb.slots);
+  rb.inputs.add(slot_rows, &rb.slot_rows);
+  rb.inputs.add(committed, &rb.committed);
+  rb.inputs.add(roots, &rb.roots);
+  rb.inputs.upload(ops_);
+}
+
+void SpecRunner::draft_tree(Round& rb) {
+  const int64_t B = rb.committed.numel();
+  const int K = rb.tree.topk, S = rb.tree.steps;
+  const Tensor& map = draft_.weights().vocab_map;
+  Tensor probs1 = topk_view(topk_probs_, B, kMaxTopk), ids1 = topk_view(topk_ids_, B, kMaxTopk);
+  ops_.gather_rows(cand_probs_, rb.slots, probs1);
+  ops_.gather_rows(cand_ids_, rb.slots, ids1);
+  StepTensors* next = S > 1 ? &rb.drafts[0] : nullptr;
+  ops_.tree_expand(rb.tree, 1, probs1, ids1, next ? next->tokens : Tensor(), next ? next->layout.tree_mask : Tensor(), Tensor());
+  Tensor recurrent = states_.rows(0, B * K);
+  if (S > 1) ops_.gather_rows(state_, rb.slot_rows, recurrent);
+  for (int i = 1; i < S; ++i) {
+    Tensor logits = logits_.rows(0, B * K), states = states_next_.rows(0, B * K);
+    draft(rb.drafts[size_t(i - 1)], Tensor(), recurrent, logits, states);
+    Tensor probs = topk_view(topk_probs_, B * K, K), ids = topk_view(topk_ids_, B * K, K);
+    ops_.topk_softmax(logits, K, map, probs, ids);
+    next = i + 1 < S ? &rb.drafts[size_t(i)] : nullptr;
+    ops_.tree_expand(rb.tree, i + 1, probs, ids, next ? next->tokens : Tensor(), next ? next->layout.tree_mask : Tensor(),
+                     next ? rb.parent_rows : Tensor());
+    if (next) ops_.gather_rows(states, rb.parent_rows, recurrent);
+  }
+  ops_.tree_build(rb.tree, rb.roots, rb.committed, rb.verify.tokens, rb.verify.positions, rb.verify.layout.tree_mask,
+                  rb.tree_parent);
+}
+
+void SpecRunner::verify_tree(Round& rb) {
+  target_->compute(target_->with_outputs(rb.verify), Executor::Sampling::Greedy);
+}
+
+void SpecRunner::accept_greedy(Round& rb) {
+  ops_.tree_accept_greedy(rb.verify.tokens, rb.tree_parent, target_->sampled().rows(0, rb.verify.tokens.numel()),
+                          rb.path, rb.accepted, rb.bonus);
+}
+
+// Exact tree speculative sampling needs each node's filtered target distribution: the host
+// draws over the downloaded logits for the sampled sequences (the greedy ones keep the device's
+// acceptance) and uploads the paths for the commit.
+void SpecRunner::accept_on_host(Round& rb, const HostSpecRound& r) {
+  accept_greedy(rb);
+  const int64_t Bp = rb.committed.numel(), N = rb.verify.tokens.numel() / Bp, S = rb.path.dim(1);
+  const int B = int(r.slots.size()), V = target_->config().vocab;
+  std::vector<int32_t> tokens = download<int32_t>(rb.verify.tokens, B * N), parent = download<int32_t>(rb.tree_parent, B * N);
+  std::vector<int32_t> acc = download<int32_t>(rb.acceptance, rb.acceptance.numel());  // path [Bp, S], accepted, bonus
+  std::vector<float> logits = download<float>(target_->logits(), B * N * V), probs(static_cast<size_t>(V));
+  for (int b = 0; b < B; ++b) {
+    const SamplingParams& sp = r.sampling[size_t(b)];
+    if (sp.temperature <= 0) continue;
+    Tree t;
+    t.tokens.assign(tokens.begin() + b * N, tokens.begin() + (b + 1) * N);
+    t.parent.assign(parent.begin() + b * N, parent.begin() + (b + 1) * N);
+    Acceptance a = accept_sampled(t, sp, V, [&](int node) {
+      return filtered_probs(logits.data() + (int64_t(b) * N + node) * V, V, sp, probs);
+    });
+    std::copy(a.path.begin(), a.path.end(), acc.begin() + b * S);
+    acc[size_t(Bp * S + b)] = int32_t(a.path.size());
+    acc[size_t(Bp * (S + 1) + b)] = a.bonus;
+  }
+  ops_.upload(rb.acceptance, acc.data(), acc.size() * 4);
+}
+
+void SpecRunner::commit(Round& rb) {
+  const int64_t B = rb.committed.numel(), S = rb.path.dim(1);
+  ops_.tree_commit(rb.verify.tokens, rb.path, rb.accepted, rb.bonus, rb.extend.tokens, rb.feature_rows,
+                   rb.extend.logit_rows);
+  const KvCache& kv = target_->kv();
+  ops_.kv_compact(kv.pool, rb.verify.layout.page_table, kv.page_size, rb.committed, rb.path, rb.accepted);
+  Tensor feats = features_.rows(0, B * (S + 1));
+  ops_.gather_rows(target_->hidden(), rb.feature_rows, feats);
+  Tensor logits = logits_.rows(0, B), states = states_.rows(0, B * (S + 1));
+  draft(rb.extend, feats, Tensor(), logits, states);
+  store_slots(rb.slots, logits, states, rb.extend.logit_rows);
+}
+
+SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
+  check_round(r);
+  const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
+  bool greedy = std::all_of(r.sampling.begin(), r.sampling.end(), [](const SamplingParams& p) { return p.temperature <= 0; });
+  SpecRoundResult res;
+  // Greedy rounds replay a graph per (batch bucket, shape, context bucket, page-table width).
+  int Bp = Executor::batch_bucket(B);
+  int max_l = *std::max_element(r.committed.begin(), r.committed.end());
+  int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 256), page = draft_kv_.page_size;
+  int width = Executor::round_up_pow2(std::max(r.max_pages, (kb + page - 1) / page), 1);
+  if (greedy && !r.profile && target_->graphs() && Bp > 0 && int64_t(Bp) * std::max({N, K, S + 1}) <= draft_.max_tokens() &&
+      int64_t(Bp) * N <= target_->model().max_tokens() && int64_t(Bp) * N <= target_->logits().dim(0)) {
+    RoundKey key{Bp, S, K, N, kb, width};
+    std::unique_ptr<Round>& rb = graphs_[key];
+    if (!rb) rb = make_round(Bp, r.shape);
+    stage(*rb, r, Bp, width, kb);
+    ops_.timer_start();
+    auto body = [&] {
+      draft_tree(*rb);
+      verify_tree(*rb);
+      accept_greedy(*rb);
+      commit(*rb);
+    };
+    if (rb->graph >= 0) {
+      ops_.replay(rb->graph);
+    } else {
+      body();  // the first round of a key runs eagerly (sizing workspaces), then is recorded
+      rb->graph = ops_.capture(body);
+    }
+    res.device_ms = ops_.timer_stop_ms();
+    finish(*rb, r, res);
+    return res;
+  }
+  if (!eager_ || eager_->committed.numel() != B || eager_->tree.steps != S || eager_->tree.topk != K ||
+      eager_->tree_parent.numel() != int64_t(B) * N)
+    eager_ = make_round(B, r.shape);
+  Round& rb = *eager_;
+  stage(rb, r, B, r.max_pages, -1);
+  if (!r.profile) ops_.timer_start();
+  auto timed = [&](double& ms, auto&& phase) {
+    if (r.profile) ops_.timer_start();
+    phase();
+    if (r.profile) ms = ops_.timer_stop_ms();
+  };
+  timed(res.draft_ms, [&] { draft_tree(rb); });
+  timed(res.verify_ms, [&] { verify_tree(rb); });
+  timed(res.accept_ms, [&] {
+    if (greedy) accept_greedy(rb);
+    else accept_on_host(rb, r);
+    commit(rb);
+  });
+  res.device_ms = r.profile ? res.draft_ms + res.verify_ms + res.accept_ms : ops_.timer_stop_ms();
+  finish(rb, r, res);
+  return res;
+}
+
+void SpecRunner::finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res) {
+  const int B = int(r.slots.size()), S = r.shape.steps, N = r.shape.draft_tokens;
+  std::vector<int32_t> out = download<int32_t>(rb.extend.tokens, int64_t(B) * (S + 1));
+  std::vector<int32_t> accepted = download<int32_t>(rb.accepted, B);
+  res.trees = download<int32_t>(rb.verify.tokens, int64_t(B) * N);
+  for (int b = 0; b < B; ++b) {
+    int m = accepted[size_t(b)];
+    E3_CHECK(m >= 0 && m <= S, Internal, "round: " + std::to_string(m) + " tokens accepted from a tree of depth " + std::to_string(S));
+    res.tokens.insert(res.tokens.end(), out.begin() + b * (S + 1), out.begin() + b * (S + 1) + m + 1);
     res.counts.push_back(m + 1);
     res.drafted.push_back(N - 1);
-    e.tokens.push_back(a.bonus);
-    for (int k = 0; k <= m; ++k) e.positions.push_back(L + k);
-    e.q_start.push_back(e.q_start.back() + m + 1);
-    e.kv_len.push_back(L + m + 1);
-    e.logit_rows.push_back(e.q_start.back() - 1);
   }
-  if (!src_slots.empty()) {
-    Tensor src = device_i32(src_slots), dst = device_i32(dst_slots);
-    const KvCache& kv = target_->kv();
-    int64_t n = int64_t(src_slots.size()), row = kv.k[0].dim(1) * kv.k[0].dim(2);
-    if (!compact_tmp_.defined() || compact_tmp_.dim(0) < n) compact_tmp_ = Tensor::empty(ops_.device(), ops_.act_dtype(), {std::max<int64_t>(n, 64), row});
-    Tensor tmp = compact_tmp_.rows(0, n).view({n, kv.k[0].dim(1), kv.k[0].dim(2)});
-    for (size_t l = 0; l < kv.k.size(); ++l)
-      for (const Tensor* cache : {&kv.k[l], &kv.v[l]}) {
-        ops_.gather_rows(*cache, src, tmp);
-        ops_.scatter_rows(tmp, dst, *cache);
-      }
-  }
-  // Draft extend over [accepted…, bonus] with the target features of [root, accepted…].
-  int64_t T = int64_t(e.tokens.size());
-  Tensor feats = features_.rows(0, T);
-  ops_.gather_rows(target_->hidden(), device_i32(feature_rows), feats);
-  Tensor logits = logits_.rows(0, B), states = states_.rows(0, T);
-  draft(e, feats, Tensor(), logits, states);
-  std::vector<int32_t> last_rows(e.logit_rows.begin(), e.logit_rows.end());
-  store_slots(r.slots, logits, states, last_rows);
-  res.accept_ms = now_ms() - t2;
-  return res;
 }
 
 }  // namespace e3

@@ -1,9 +1,13 @@
 // EAGLE-3 speculative decoding on one backend: the target executor, the draft head with its own
 // paged KV cache (sharing the target's page tables), and per-slot draft state kept between rounds.
 // A round drafts a tree, verifies it with one target forward, accepts, compacts the KV cache and
-// extends the draft over the accepted tokens (eagle3-reference.md §3–4).
+// extends the draft over the accepted tokens (eagle3-reference.md §3–4). Every step of a round
+// stays on the device: the host uploads the round's plan once and reads its tokens once, and a
+// greedy round replays a graph captured per (batch bucket, tree shape, context bucket).
 #pragma once
+#include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "runtime/draft_model.h"
@@ -27,6 +31,7 @@ struct HostSpecRound {
   std::vector<int32_t> page_table;               // [B · max_pages]
   int max_pages = 0;
   std::vector<SamplingParams> sampling;          // [B]
+  bool profile = false;  // time the phases on the device (eager, synchronising between phases)
 };
 
 struct SpecRoundResult {
@@ -34,7 +39,8 @@ struct SpecRoundResult {
   std::vector<int32_t> counts;      // [B] tokens of each sequence (accepted + 1)
   std::vector<int32_t> drafted;     // [B] tree nodes verified (without the root)
   std::vector<int32_t> trees;       // [B · N] the verified trees' tokens, root first (diagnostics)
-  double draft_ms = 0, verify_ms = 0, accept_ms = 0;
+  double draft_ms = 0, verify_ms = 0, accept_ms = 0;  // device time per phase, when profiled
+  double device_ms = 0;                               // device time of the whole round
 };
 
 class SpecRunner {
@@ -49,20 +55,55 @@ class SpecRunner {
 
  private:
   static constexpr int kMaxTopk = 16;
-  // Draft forward over prepared inputs; logits of `rows` rows and the states of every token.
-  void draft(const HostStep& s, const Tensor& features, const Tensor& recurrent, Tensor& logits, Tensor& states);
-  Tensor device_i32(const std::vector<int32_t>& v);
-  void store_slots(const std::vector<int32_t>& slots, const Tensor& logits, const Tensor& states, const std::vector<int32_t>& state_rows);
+  // One round's device inputs and intermediates for B sequences of one tree shape; a captured
+  // graph owns one and reads it at fixed addresses.
+  struct Round {
+    UploadArena inputs;
+    Tensor slots, slot_rows, committed, roots;   // uploaded: [B], [B·K], [B], [B]
+    std::vector<StepTensors> drafts;             // S − 1 draft steps; tokens and masks written on the device
+    StepTensors verify, extend;                  // the target's tree step and the draft extend
+    TreeState tree;
+    Tensor parent_rows, tree_parent, feature_rows;
+    Tensor acceptance, path, accepted, bonus;  // path [B, S], accepted [B], bonus [B]: views of acceptance
+    int graph = -1;
+  };
+  struct RoundKey {
+    int batch, steps, topk, nodes, kv_bucket, pages;
+    bool operator<(const RoundKey& o) const {
+      return std::tie(batch, steps, topk, nodes, kv_bucket, pages) <
+             std::tie(o.batch, o.steps, o.topk, o.nodes, o.kv_bucket, o.pages);
+    }
+  };
+  void check_round(const HostSpecRound& r) const;
+  // Allocates a Round's device-written tensors for B sequences of shape s.
+  std::unique_ptr<Round> make_round(int B, const TreeShape& s);
+  // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: exact) and uploads it.
+  void stage(Round& rb, const HostSpecRound& r, int B, int max_pages, int max_kv);
+  // The device work of a round, phase by phase: the draft tree, its verification, acceptance
+  // (greedy on the device, sampled on the host), and the commit (KV compaction, draft extend).
+  void draft_tree(Round& rb);
+  void verify_tree(Round& rb);
+  void accept_greedy(Round& rb);
+  void accept_on_host(Round& rb, const HostSpecRound& r);
+  void commit(Round& rb);
+  // Reads the accepted tokens back (the round's one synchronisation).
+  void finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res);
+  // Draft forward over prepared inputs; logits of its logit rows and the states of every token.
+  void draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
+             const Tensor& states);
+  // Keeps, per slot, the draft's top-K after its last extended token and that token's state.
+  void store_slots(const Tensor& slots, const Tensor& logits, const Tensor& states, const Tensor& last_rows);
 
   std::unique_ptr<Executor> target_;
   Ops& ops_;
   DraftModel draft_;
   KvCache draft_kv_;
-  StepUploader draft_inputs_;
-  Tensor cand_probs_, cand_ids_, state_;   // per slot: [slots, kMaxTopk] ×2, [slots, H]
-  Tensor logits_, states_, states_next_, features_, topk_probs_, topk_ids_, compact_tmp_;
-  std::vector<Tensor> index_bufs_;  // see device_i32
-  size_t next_index_ = 0;
+  int spare_slot_;  // state slot of graph padding sequences
+  Tensor cand_probs_, cand_ids_, state_;   // per slot: [slots + 1, kMaxTopk] ×2, [slots + 1, H]
+  Tensor logits_, states_, states_next_, features_, topk_probs_, topk_ids_;
+  UploadArena prefill_inputs_;
+  std::unique_ptr<Round> eager_;
+  std::map<RoundKey, std::unique_ptr<Round>> graphs_;
 };
 
 }  // namespace e3

@@ -1,7 +1,6 @@
 #include "runtime/spec_tree.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "runtime/error.h"
 
@@ -16,71 +15,127 @@ void check_tree_shape(const TreeShape& s) {
   E3_ARG(int64_t(s.steps) * s.topk <= 64, "tree: steps × topk must be at most 64 (the draft's tree mask)");
 }
 
-void Candidates::start(const float* probs, const int32_t* ids, int k) {
-  nodes.clear();
-  live.clear();
-  for (int j = 0; j < k; ++j) {
-    live.push_back(int(nodes.size()));
-    nodes.push_back({ids[j], probs[j], -1, 1});
-  }
+int tree_candidates(int steps, int topk) { return topk + (steps - 1) * topk * topk; }
+
+int tree_scratch(const TreeShape& s) { return std::max({s.draft_tokens, (s.steps - 1) * s.topk + 1, s.steps + 1}); }
+
+namespace {
+
+void on(Device d, const Tensor& t, DType dt, const char* what) {
+  E3_ARG(t.defined() && t.device() == d, std::string(what) + ": expected a tensor on the op's device, got " +
+                                             (t.defined() ? t.describe() : std::string("nothing")));
+  expect_dtype(t, dt, what);
 }
 
-void Candidates::expand(const float* probs, const int32_t* ids, int k) {
-  std::vector<int> level;
-  for (size_t a = 0; a < live.size(); ++a) {
-    const Node& parent = nodes[size_t(live[a])];
-    for (int c = 0; c < k; ++c) {
-      level.push_back(int(nodes.size()));
-      nodes.push_back({ids[a * k + c], parent.score * probs[a * k + c], live[a], parent.depth + 1});
-    }
-  }
-  std::stable_sort(level.begin(), level.end(), [&](int x, int y) { return nodes[size_t(x)].score > nodes[size_t(y)].score; });
-  level.resize(std::min<size_t>(level.size(), size_t(k)));
-  std::sort(level.begin(), level.end());
-  live = level;
+int64_t check_tree_state(Device d, const TreeState& t) {
+  check_tree_shape({t.steps, t.topk, 2});
+  int64_t B = t.score.defined() ? t.score.dim(0) : 0, C = tree_candidates(t.steps, t.topk);
+  E3_ARG(B >= 1, "tree: no sequences");
+  on(d, t.score, DType::F32, "tree score");
+  on(d, t.token, DType::I32, "tree token");
+  on(d, t.parent, DType::I32, "tree parent");
+  on(d, t.mask, DType::I64, "tree mask");
+  on(d, t.live, DType::I32, "tree live");
+  for (const Tensor* x : {&t.score, &t.token, &t.parent, &t.mask}) expect_shape(*x, {B, C}, "tree candidates");
+  expect_shape(t.live, {B, t.topk}, "tree live");
+  return B;
 }
 
-Tree build_tree(const Candidates& c, int32_t root, int n) {
-  // Score order with ties broken by flat index is a linear extension of the tree (a child never
-  // outscores its parent and comes later), so any prefix of it is closed under ancestors.
-  std::vector<int> order(c.nodes.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return c.nodes[size_t(x)].score > c.nodes[size_t(y)].score; });
-  order.resize(std::min<size_t>(order.size(), size_t(n - 1)));
-  std::sort(order.begin(), order.end());
-  std::vector<int> node_of(c.nodes.size(), -1);
-  Tree t;
-  t.tokens.push_back(root);
-  t.parent.push_back(-1);
-  t.depth.push_back(0);
-  t.mask.push_back(1);
-  for (int flat : order) {
-    const Candidates::Node& cn = c.nodes[size_t(flat)];
-    int p = cn.parent < 0 ? 0 : node_of[size_t(cn.parent)];
-    E3_CHECK(p >= 0, Internal, "draft tree lost a parent");
-    int idx = int(t.tokens.size());
-    node_of[size_t(flat)] = idx;
-    t.tokens.push_back(cn.token);
-    t.parent.push_back(p);
-    t.depth.push_back(cn.depth);
-    t.mask.push_back(t.mask[size_t(p)] | (int64_t(1) << idx));
-  }
-  return t;
+void optional(Device d, const Tensor& t, DType dt, int64_t n, const char* what) {
+  if (!t.defined()) return;
+  on(d, t, dt, what);
+  E3_ARG(t.numel() == n, std::string(what) + ": expected " + std::to_string(n) + " elements, got " + t.describe());
 }
 
-Acceptance accept_greedy(const Tree& t, const int32_t* target_argmax) {
-  Acceptance a{{}, 0};
-  int cur = 0, n = int(t.tokens.size());
-  for (;;) {
-    int next = -1;
-    for (int c = cur + 1; c < n && next < 0; ++c)
-      if (t.parent[size_t(c)] == cur && t.tokens[size_t(c)] == target_argmax[cur]) next = c;
-    if (next < 0) break;
-    a.path.push_back(next);
-    cur = next;
-  }
-  a.bonus = target_argmax[cur];
-  return a;
+}  // namespace
+
+int64_t check_tree_expand(Device d, const TreeState& t, int level, const Tensor& probs, const Tensor& ids,
+                          const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows) {
+  int64_t B = check_tree_state(d, t), K = t.topk;
+  E3_ARG(level >= 1 && level <= t.steps, "tree_expand: level " + std::to_string(level) + " of a tree of " +
+                                             std::to_string(t.steps) + " steps");
+  on(d, probs, DType::F32, "tree_expand probs");
+  on(d, ids, DType::I32, "tree_expand ids");
+  int64_t rows = level == 1 ? B : B * K;
+  E3_ARG(probs.rank() == 2 && probs.dim(0) == rows && probs.dim(1) >= K && ids.rank() == 2 &&
+             ids.dim(0) == rows && ids.dim(1) == probs.dim(1),
+         "tree_expand: probs/ids must be [" + std::to_string(rows) + ", >= " + std::to_string(K) + "], got " +
+             probs.describe() + " and " + ids.describe());
+  optional(d, tokens, DType::I32, B * K, "tree_expand tokens");
+  optional(d, mask, DType::I64, B * K, "tree_expand mask");
+  optional(d, parent_rows, DType::I32, B * K, "tree_expand parentRows");
+  return B;
+}
+
+int64_t check_tree_build(Device d, const TreeState& t, const Tensor& roots, const Tensor& committed,
+                         const Tensor& tokens, const Tensor& positions, const Tensor& mask, const Tensor& parent) {
+  int64_t B = check_tree_state(d, t);
+  on(d, roots, DType::I32, "tree_build roots");
+  on(d, committed, DType::I32, "tree_build committed");
+  expect_shape(roots, {B}, "tree_build roots");
+  expect_shape(committed, {B}, "tree_build committed");
+  on(d, tokens, DType::I32, "tree_build tokens");
+  int64_t N = tokens.numel() / B;
+  E3_ARG(tokens.numel() == B * N && N >= 2 && N <= 64 && N - 1 <= tree_candidates(t.steps, t.topk),
+         "tree_build: tokens " + tokens.describe() + " is not B × N with 2 <= N <= 64 and N − 1 candidates");
+  on(d, positions, DType::I32, "tree_build positions");
+  on(d, mask, DType::I64, "tree_build mask");
+  on(d, parent, DType::I32, "tree_build parent");
+  for (const Tensor* x : {&positions, &mask, &parent})
+    E3_ARG(x->numel() == B * N, "tree_build: " + x->describe() + " must hold B × N = " + std::to_string(B * N));
+  return N;
+}
+
+int64_t check_tree_accept(Device d, const Tensor& tokens, const Tensor& parent, const Tensor& argmax,
+                          const Tensor& path, const Tensor& accepted, const Tensor& bonus) {
+  on(d, accepted, DType::I32, "tree_accept accepted");
+  on(d, bonus, DType::I32, "tree_accept bonus");
+  on(d, path, DType::I32, "tree_accept path");
+  int64_t B = accepted.numel();
+  E3_ARG(B >= 1 && bonus.numel() == B && path.rank() == 2 && path.dim(0) == B && path.dim(1) >= 1,
+         "tree_accept: path [B, S], accepted [B] and bonus [B], got " + path.describe() + ", " + accepted.describe() +
+             ", " + bonus.describe());
+  on(d, tokens, DType::I32, "tree_accept tokens");
+  on(d, parent, DType::I32, "tree_accept parent");
+  on(d, argmax, DType::I32, "tree_accept argmax");
+  int64_t N = tokens.numel() / B;
+  E3_ARG(N >= 1 && N <= 64 && tokens.numel() == B * N && parent.numel() == B * N && argmax.numel() == B * N,
+         "tree_accept: tokens, parent and argmax must be B × N with N <= 64");
+  return B;
+}
+
+int64_t check_tree_commit(Device d, const Tensor& tokens, const Tensor& path, const Tensor& accepted,
+                          const Tensor& bonus, const Tensor& out_tokens, const Tensor& feature_rows,
+                          const Tensor& last_rows) {
+  on(d, accepted, DType::I32, "tree_commit accepted");
+  on(d, bonus, DType::I32, "tree_commit bonus");
+  on(d, path, DType::I32, "tree_commit path");
+  on(d, tokens, DType::I32, "tree_commit tokens");
+  int64_t B = accepted.numel();
+  E3_ARG(B >= 1 && bonus.numel() == B && path.rank() == 2 && path.dim(0) == B && tokens.numel() % B == 0,
+         "tree_commit: path [B, S], accepted [B], bonus [B] and tokens [B·N]");
+  int64_t S = path.dim(1);
+  on(d, out_tokens, DType::I32, "tree_commit outTokens");
+  on(d, feature_rows, DType::I32, "tree_commit featureRows");
+  on(d, last_rows, DType::I32, "tree_commit lastRows");
+  E3_ARG(out_tokens.numel() == B * (S + 1) && feature_rows.numel() == B * (S + 1) && last_rows.numel() == B,
+         "tree_commit: outTokens and featureRows [B, S + 1], lastRows [B]");
+  return B;
+}
+
+int64_t check_kv_compact(Device d, const Tensor& pool, const Tensor& page_table, int page_size,
+                         const Tensor& committed, const Tensor& path, const Tensor& accepted) {
+  E3_ARG(pool.defined() && pool.device() == d && pool.rank() >= 2 && pool.dim(0) % 2 == 0,
+         "kv_compact: pool must be [2 · layers, slots, …], got " + (pool.defined() ? pool.describe() : std::string("nothing")));
+  on(d, page_table, DType::I32, "kv_compact pageTable");
+  on(d, committed, DType::I32, "kv_compact committed");
+  on(d, path, DType::I32, "kv_compact path");
+  on(d, accepted, DType::I32, "kv_compact accepted");
+  int64_t B = committed.numel();
+  E3_ARG(B >= 1 && page_table.rank() == 2 && page_table.dim(0) == B && path.rank() == 2 && path.dim(0) == B &&
+             accepted.numel() == B && page_size >= 1,
+         "kv_compact: pageTable [B, pages], committed [B], path [B, S], accepted [B]");
+  return B;
 }
 
 }  // namespace e3

@@ -1,10 +1,11 @@
-// Host-side tree logic of one speculative round (eagle3-reference.md §3–4), for one sequence:
-// candidate bookkeeping during expansion, reranking into the verified tree, and acceptance.
-// Small arrays only (K ≤ 16, N ≤ 64); the forwards themselves run on the backend.
+// Tree shapes of a speculative round (eagle3-reference.md §3–4), the checks the backends' tree
+// ops share, and the host side of sampled acceptance. Small arrays only (K ≤ 16, N ≤ 64); the
+// trees themselves are built on the backend (Ops::tree_*).
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "runtime/ops.h"
 #include "runtime/sampling_params.h"
 
 namespace e3 {
@@ -16,43 +17,36 @@ struct TreeShape {
 };
 void check_tree_shape(const TreeShape& s);  // throws ERR_INVALID_ARGUMENT
 
-// Every candidate drafted in one round, in sglang's flat order: level 1 (K), then each later
-// level's K×K children of the previous level's K live slots.
-struct Candidates {
-  struct Node {
-    int32_t token;
-    float score;   // product of draft probabilities along the path
-    int parent;    // index into nodes, -1 = the root
-    int depth;     // 1-based level
-  };
-  std::vector<Node> nodes;
-  std::vector<int> live;  // nodes expanded by the next draft step, K of them
+// Candidates per sequence: K + (S − 1)·K².
+int tree_candidates(int steps, int topk);
+// Argument checks of the tree ops, shared by the backends (all tensors on `d`); they return the
+// batch size B, and tree_build's check the verified nodes N.
+int64_t check_tree_expand(Device d, const TreeState& t, int level, const Tensor& probs, const Tensor& ids,
+                          const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows);
+int64_t check_tree_build(Device d, const TreeState& t, const Tensor& roots, const Tensor& committed,
+                         const Tensor& tokens, const Tensor& positions, const Tensor& mask, const Tensor& parent);
+int64_t check_tree_accept(Device d, const Tensor& tokens, const Tensor& parent, const Tensor& argmax,
+                          const Tensor& path, const Tensor& accepted, const Tensor& bonus);
+int64_t check_tree_commit(Device d, const Tensor& tokens, const Tensor& path, const Tensor& accepted,
+                          const Tensor& bonus, const Tensor& out_tokens, const Tensor& feature_rows,
+                          const Tensor& last_rows);
+int64_t check_kv_compact(Device d, const Tensor& pool, const Tensor& page_table, int page_size,
+                         const Tensor& committed, const Tensor& path, const Tensor& accepted);
+// Context positions a round writes past a sequence's committed tokens: the verified tree, the
+// draft's scratch for S − 1 levels, and the draft extend's S + 1 padded tokens.
+int tree_scratch(const TreeShape& s);
 
-  // Level 1 from the draft's top-K after the last extend.
-  void start(const float* probs, const int32_t* ids, int k);
-  // One expansion step: probs/ids [K, K] are the top-K of each live slot; keeps the best K.
-  void expand(const float* probs, const int32_t* ids, int k);
-};
-
+// One verified tree on the host (sampled acceptance): node 0 is the root.
 struct Tree {
-  std::vector<int32_t> tokens;   // [N], node 0 = the root
+  std::vector<int32_t> tokens;   // [N]
   std::vector<int> parent;       // [N], -1 for the root
-  std::vector<int> depth;        // [N]
-  std::vector<int64_t> mask;     // [N], bit j = sees node j (ancestors and itself)
 };
-
-// The best N−1 candidates by score (ties: lower flat index), in flat order so parents precede
-// children, under the root token.
-Tree build_tree(const Candidates& c, int32_t root, int n);
 
 // Accepted nodes after the root, and the bonus token.
 struct Acceptance {
   std::vector<int> path;  // node indices accepted after the root, in order
   int32_t bonus;
 };
-
-// Greedy: follow the children whose token equals the target's argmax at their parent.
-Acceptance accept_greedy(const Tree& t, const int32_t* target_argmax);
 
 // Tree speculative sampling with deterministic drafts (q = 1): at each node, one uniform draws
 // among the children by the target's probabilities; on a miss the tried children are removed

@@ -69,18 +69,22 @@ void Executor::validate(const HostStep& s) const {
 
 namespace {
 
-// Decode batches are padded up to one of these sizes so a few captured graphs serve every batch.
 constexpr int kBatchBuckets[] = {1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256};
 
-int round_up_pow2(int x, int lo) {
+}  // namespace
+
+int Executor::batch_bucket(int batch) {
+  const int* b = std::lower_bound(std::begin(kBatchBuckets), std::end(kBatchBuckets), batch);
+  return b == std::end(kBatchBuckets) ? -1 : *b;
+}
+
+int Executor::round_up_pow2(int x, int lo) {
   int p = lo;
   while (p < x) p *= 2;
   return p;
 }
 
-}  // namespace
-
-StepTensors Executor::prepare(const HostStep& s) { return with_outputs(inputs_.upload(*ops_, s, kv_.page_size)); }
+StepTensors Executor::prepare(const HostStep& s) { return with_outputs(inputs_.upload_step(*ops_, s, kv_.page_size)); }
 
 StepTensors Executor::with_outputs(StepTensors io) const {
   io.logits = logits_.rows(0, io.logit_rows.numel());
@@ -108,7 +112,7 @@ StepResult Executor::run(const HostStep& s) {
                 s.logit_rows.size() == s.kv_len.size();
   for (size_t i = 0; decode && i < s.logit_rows.size(); ++i) decode = s.logit_rows[i] == int(i);
   StepResult out;
-  if (decode && int(s.kv_len.size()) <= kBatchBuckets[std::size(kBatchBuckets) - 1] &&
+  if (decode && batch_bucket(int(s.kv_len.size())) > 0 &&
       int(s.kv_len.size()) <= logits_.dim(0) &&
       int(s.kv_len.size()) <= model_.max_tokens()) {
     run_graph(s, out);
@@ -127,7 +131,7 @@ StepResult Executor::run(const HostStep& s) {
 // sequences decode token 0 into the scratch page past the pool, which no sequence owns.
 void Executor::run_graph(const HostStep& s, StepResult& out) {
   int S = int(s.kv_len.size());
-  int B = *std::lower_bound(std::begin(kBatchBuckets), std::end(kBatchBuckets), S);
+  int B = batch_bucket(S);
   B = std::min({B, model_.max_tokens(), int(logits_.dim(0))});
   int max_kv = *std::max_element(s.kv_len.begin(), s.kv_len.end());
   int kb = round_up_pow2(max_kv, 256);
@@ -153,13 +157,13 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
   GraphKey key{B, kb, width, mode};
   auto it = graphs_by_key_.find(key);
   if (it == graphs_by_key_.end()) {
-    auto inputs = std::make_unique<StepUploader>();
-    StepTensors io = with_outputs(inputs->upload(*ops_, p, kv_.page_size, kb));  // the graph serves contexts up to kb
+    auto inputs = std::make_unique<UploadArena>();
+    StepTensors io = with_outputs(inputs->upload_step(*ops_, p, kv_.page_size, kb));  // the graph serves contexts up to kb
     compute(io, mode);  // warm-up: sizes workspaces and plans before capture
     int id = ops_->capture([&] { compute(io, mode); });
     it = graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id}).first;
   } else {
-    it->second.inputs->upload(*ops_, p, kv_.page_size, kb);
+    it->second.inputs->upload_step(*ops_, p, kv_.page_size, kb);
   }
   if (s.want_timing) ops_->timer_start();
   ops_->replay(it->second.graph);

@@ -42,13 +42,20 @@ class Executor {
   enum class Sampling { None, Greedy, Draw };
   static Sampling sampling_of(const HostStep& s);
   void compute(const StepTensors& io, Sampling sampling);
+  // Input views (staged elsewhere) bound to the executor's output buffers.
+  StepTensors with_outputs(StepTensors io) const;
   void download(const HostStep& s, StepResult& out);
   const Tensor& hidden() const { return hidden_; }
   const Tensor& sampled() const { return sampled_; }
+  const Tensor& logits() const { return logits_; }
+  bool graphs() const { return graphs_; }
   void validate(const HostStep& s) const;
   const QwenConfig& config() const { return model_.config(); }
   const KvCache& kv() const { return kv_; }
-  int pages() const { return scratch_page_; }
+  int pages() const { return scratch_page_; }  // pages the batch layer may use; the next one is scratch
+  // Decode batches are padded up to one of a few sizes so that few captured graphs serve them all.
+  static int batch_bucket(int batch);
+  static int round_up_pow2(int x, int lo);
 
  private:
   struct GraphKey {
@@ -59,10 +66,9 @@ class Executor {
     }
   };
   struct GraphEntry {
-    std::unique_ptr<StepUploader> inputs;  // what the graph reads, at fixed addresses
+    std::unique_ptr<UploadArena> inputs;  // what the graph reads, at fixed addresses
     int graph;
   };
-  StepTensors with_outputs(StepTensors io) const;
   void run_graph(const HostStep& s, StepResult& out);
 
   std::unique_ptr<Ops> ops_;
@@ -71,7 +77,7 @@ class Executor {
   bool graphs_;
   int scratch_page_;  // index of the scratch page = the pages the batch layer may use
   Tensor logits_, hidden_, sampled_;
-  StepUploader inputs_;  // eager steps' inputs
+  UploadArena inputs_;  // eager steps' inputs
   std::map<GraphKey, GraphEntry> graphs_by_key_;
 };
 

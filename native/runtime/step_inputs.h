@@ -1,5 +1,6 @@
-// The inputs of one step on the device: every integer array of a HostStep packed into one arena,
-// uploaded with a single copy. Shared by the target executor, its graphs and the draft.
+// The inputs of one or more steps on the device: every integer array of the host plans packed
+// into one arena and uploaded with a single copy. Shared by the target executor, its graphs, the
+// draft and the speculative rounds.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -21,15 +22,33 @@ struct HostStep {
   bool want_logits = false, want_hidden = false, want_timing = false;
 };
 
-class StepUploader {
+class UploadArena {
  public:
-  // Packs `s` (cache slots derived from its page tables) and uploads it into this uploader's arena,
-  // grown on demand. Returns the input views (outputs undefined); they stay valid until the next
-  // upload. max_kv_len, when given, replaces the layout's bound (graphs serve a range of lengths).
-  StepTensors upload(Ops& ops, const HostStep& s, int page_size, int max_kv_len = -1);
+  // Queues a copy of host bytes; *dst becomes their device view at upload(), so dst must
+  // outlive that call.
+  void add(const void* src, size_t bytes, DType dt, Shape shape, Tensor* dst);
+  void add(const std::vector<int32_t>& v, Tensor* dst) { add(v.data(), v.size() * 4, DType::I32, {int64_t(v.size())}, dst); }
+  // Queues a step's inputs (cache slots derived from its page tables) into io's input views
+  // (outputs stay undefined). max_kv_len, when given, replaces the layout's bound (graphs serve
+  // a range of lengths).
+  void add_step(const HostStep& s, int page_size, StepTensors& io, int max_kv_len = -1);
+  // Everything queued in one copy, into an arena grown on demand (the same arena, at the same
+  // address, for the same sizes). The views stay valid until the next upload.
+  void upload(Ops& ops);
+
+  // One step queued and uploaded.
+  StepTensors upload_step(Ops& ops, const HostStep& s, int page_size, int max_kv_len = -1);
 
  private:
+  struct Pending {
+    size_t offset;
+    DType dt;
+    Shape shape;
+    Tensor* dst;
+  };
   Tensor arena_;
+  std::vector<char> bytes_;
+  std::vector<Pending> pending_;
 };
 
 }  // namespace e3

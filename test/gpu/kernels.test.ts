@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { type NativeOps, type NativeTensor, native } from "../../lib/native.js";
 import { type SeqSpec, deviceLayout, hostLayout, randomTreeMask } from "../helpers/layout.js";
+import { TREE_CASES, runTreeRound } from "../helpers/tree-round.js";
 import { hasCuda, poisoned, randn, relError, rng, roundBf16, tensor, uniform, values } from "../helpers/tensors.js";
 
 const BF16_TOL = 1.2e-2;  // bf16 storage of inputs and outputs; fp32 accumulation
@@ -23,6 +24,10 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     const err = relError(values(got), values(want));
     expect(err, `${what} relative error ${err}`).toBeLessThan(tol);
   }
+
+  it.each(TREE_CASES)("tree ops (expand, build, accept, commit, KV compaction), batch $batch, $steps × $topk, $nodes nodes", (c) => {
+    expect(runTreeRound(gpu(), "cuda", c)).toEqual(runTreeRound(cpu(), "cpu", c));
+  });
 
   it.each([1, 7, 111, 989])("rmsnorm and add_rmsnorm, %i rows", (rows) => {
     const r = rng(rows);

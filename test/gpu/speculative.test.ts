@@ -24,7 +24,7 @@ describe.skipIf(!hasCuda)(title, () => {
     const g = await readGolden("qwen3-tiny");
     const prompts = [...g.prompts.map((p) => p.ids), [9, 8, 7, 6, 5], [3]];
     await using plain = await Engine.load({ model: target, device: "cuda", maxContext: 256, maxBatch: 8 });
-    await using spec = await Engine.load({ model: target, draft, tree, device: "cuda", maxContext: 256, maxBatch: 8 });
+    await using spec = await Engine.load({ model: target, draft, tree, speculation: "always", device: "cuda", maxContext: 256, maxBatch: 8 });
     const want = await Promise.all(prompts.map((ids) => plain.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
     const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
     // Verification runs other kernels than single-token decode, so bf16 rounding may flip a near-tie.

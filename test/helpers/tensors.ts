@@ -53,8 +53,8 @@ export function tensor(data: Float32Array | Int32Array | BigInt64Array | Uint8Ar
 }
 
 /** An output tensor filled with 0xFF bytes (NaN in float types), so unwritten elements show. */
-export function poisoned(dtype: "bf16" | "f32" | "i32", shape: number[], device: DeviceName): NativeTensor {
-  const n = shape.reduce((a, b) => a * b, 1) * (dtype === "bf16" ? 2 : 4);
+export function poisoned(dtype: "bf16" | "f32" | "i32" | "i64", shape: number[], device: DeviceName): NativeTensor {
+  const n = shape.reduce((a, b) => a * b, 1) * (dtype === "bf16" ? 2 : dtype === "i64" ? 8 : 4);
   return native().NativeTensor.fromBytes(new Uint8Array(n).fill(0xff), dtype, shape, device);
 }
 

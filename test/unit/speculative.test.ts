@@ -62,7 +62,7 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
   ];
   it.each(drafts.flatMap((d) => shapes.map((s) => [d, s] as const)))("%s with tree %o: greedy output equals transformers'", async (draft, tree) => {
     const g = await readGolden("qwen3-tiny");
-    await using engine = await Engine.load({ model: target, draft, tree, device: "cpu", maxContext: 128, maxBatch: 4 });
+    await using engine = await Engine.load({ model: target, draft, tree, speculation: "always", device: "cpu", maxContext: 128, maxBatch: 4 });
     const results = await Promise.all(g.prompts.map((p) => engine.complete({ tokens: p.ids }, { maxTokens: g.newTokens })));
     results.forEach((r, i) => expect(r.tokens, `prompt ${i}`).toEqual(g.prompts[i].greedy_f32));
     const spec = engine.stats().speculative!;
@@ -71,7 +71,7 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
     expect(spec.draftedTokens).toBe(spec.rounds * (tree.draftTokens - 1));
   });
 
-  it("streams the same tokens with the default per-batch trees and ragged prompts batched", async () => {
+  it("streams the same tokens with measured trees and plain steps mixed (the draft catching up), ragged prompts batched", async () => {
     const g = await readGolden("qwen3-tiny");
     await using plain = await Engine.load({ model: target, device: "cpu", maxContext: 128, maxBatch: 4 });
     await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 128, maxBatch: 3, maxStepTokens: 16 });
@@ -79,6 +79,10 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
     const want = await Promise.all(prompts.map((ids) => plain.complete({ tokens: ids }, { maxTokens: 40, ignoreEos: true })));
     const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 40, ignoreEos: true })));
     expect(got.map((c) => c.tokens)).toEqual(want.map((c) => c.tokens));
+    // The policy measured plain steps and at least two trees, so rounds followed plain steps.
+    const tried = spec.stats().speculative!.choices!.filter((c) => c.samples > 0).map((c) => c.choice);
+    expect(tried).toContain("plain");
+    expect(tried.filter((c) => c.startsWith("tree")).length).toBeGreaterThanOrEqual(2);
   });
 });
 
@@ -86,7 +90,7 @@ describe("EAGLE-3 sampling follows the target distribution", () => {
   it("the second sampled token's frequencies match the target's exact marginal (chi-square)", async () => {
     const prompt = [11, 22, 33];
     const opts = { temperature: 1.5, topK: 0, topP: 1 };
-    await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 16, maxBatch: 8, maxQueued: 4096, tree: { steps: 2, topk: 4, draftTokens: 6 } });
+    await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 16, maxBatch: 8, maxQueued: 4096, tree: { steps: 2, topk: 4, draftTokens: 6 }, speculation: "always" });
     // Exact marginal of token 2: Σ_t1 p(t1) p(t2 | t1), from the target's logits.
     const exact = await secondTokenMarginal(prompt, opts.temperature);
     const n = 2000;

@@ -10,9 +10,11 @@
 #include "kernels/rope.cuh"
 #include "kernels/sampling.cuh"
 #include "kernels/topk.cuh"
+#include "kernels/tree.cuh"
 #include "runtime/cuda/cublaslt.h"
 #include "runtime/cuda_util.h"
 #include "runtime/error.h"
+#include "runtime/spec_tree.h"
 
 namespace e3 {
 
@@ -31,6 +33,14 @@ void on_gpu(const Tensor& t, DType dt, const char* what) {
 }
 
 e3k::bf16* bf(const Tensor& t) { return t.ptr<e3k::bf16>(); }
+
+template <class T>
+T* opt(const Tensor& t) { return t.defined() ? t.ptr<T>() : nullptr; }
+
+e3k::TreeArgs tree_args(const TreeState& t) {
+  return {t.steps, t.topk, tree_candidates(t.steps, t.topk), t.score.ptr<float>(), t.token.ptr<int32_t>(),
+          t.parent.ptr<int32_t>(), t.mask.ptr<int64_t>(), t.live.ptr<int32_t>()};
+}
 
 }  // namespace
 
@@ -304,6 +314,51 @@ void CudaOps::sample(const Tensor& logits, const Tensor& params, const Tensor& t
 void CudaOps::fill_normal(const Tensor& t, uint64_t seed, float mean, float std) {
   on_gpu(t, DType::BF16, "fill_normal");
   check(e3k::fill_normal(bf(t), t.numel(), seed, mean, std, stream_), "fill_normal");
+}
+
+void CudaOps::tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
+                          const Tensor& mask, const Tensor& parent_rows) {
+  int64_t B = check_tree_expand(Device::CUDA, t, level, probs, ids, tokens, mask, parent_rows);
+  check(e3k::tree_expand(tree_args(t), int(B), level, probs.ptr<float>(), ids.ptr<int32_t>(), int(probs.dim(1)),
+                         opt<int32_t>(tokens), opt<int64_t>(mask), opt<int32_t>(parent_rows), stream_),
+        "tree_expand");
+}
+
+void CudaOps::tree_build(const TreeState& t, const Tensor& roots, const Tensor& committed, const Tensor& tokens,
+                         const Tensor& positions, const Tensor& mask, const Tensor& parent) {
+  int64_t N = check_tree_build(Device::CUDA, t, roots, committed, tokens, positions, mask, parent);
+  check(e3k::tree_build(tree_args(t), int(roots.numel()), int(N), roots.ptr<int32_t>(), committed.ptr<int32_t>(),
+                        tokens.ptr<int32_t>(), positions.ptr<int32_t>(), mask.ptr<int64_t>(), parent.ptr<int32_t>(),
+                        stream_),
+        "tree_build");
+}
+
+void CudaOps::tree_accept_greedy(const Tensor& tokens, const Tensor& parent, const Tensor& argmax, const Tensor& path,
+                                 const Tensor& accepted, const Tensor& bonus) {
+  int64_t B = check_tree_accept(Device::CUDA, tokens, parent, argmax, path, accepted, bonus);
+  check(e3k::tree_accept_greedy(int(B), int(tokens.numel() / B), int(path.dim(1)), tokens.ptr<int32_t>(),
+                                parent.ptr<int32_t>(), argmax.ptr<int32_t>(), path.ptr<int32_t>(),
+                                accepted.ptr<int32_t>(), bonus.ptr<int32_t>(), stream_),
+        "tree_accept_greedy");
+}
+
+void CudaOps::tree_commit(const Tensor& tokens, const Tensor& path, const Tensor& accepted, const Tensor& bonus,
+                          const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) {
+  int64_t B = check_tree_commit(Device::CUDA, tokens, path, accepted, bonus, out_tokens, feature_rows, last_rows);
+  check(e3k::tree_commit(int(B), int(tokens.numel() / B), int(path.dim(1)), tokens.ptr<int32_t>(), path.ptr<int32_t>(),
+                         accepted.ptr<int32_t>(), bonus.ptr<int32_t>(), out_tokens.ptr<int32_t>(),
+                         feature_rows.ptr<int32_t>(), last_rows.ptr<int32_t>(), stream_),
+        "tree_commit");
+}
+
+void CudaOps::kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,
+                         const Tensor& path, const Tensor& accepted) {
+  int64_t B = check_kv_compact(Device::CUDA, pool, page_table, page_size, committed, path, accepted);
+  int64_t planes = pool.dim(0), slots = pool.dim(1);
+  check(e3k::kv_compact(pool.data(), int(planes), slots, int64_t(pool.nbytes()) / (planes * slots),
+                        page_table.ptr<int32_t>(), int(page_table.dim(1)), page_size, int(B), int(path.dim(1)),
+                        committed.ptr<int32_t>(), path.ptr<int32_t>(), accepted.ptr<int32_t>(), stream_),
+        "kv_compact");
 }
 
 }  // namespace e3

@@ -1,0 +1,106 @@
+/**
+ * Whether to speculate, and with which tree, from measured throughput: per batch bucket, each
+ * choice (plain decoding, or a round with one of the candidate trees) keeps a moving average of
+ * committed tokens per millisecond. The best one runs; the others are re-measured now and then,
+ * less often while the best one holds, so that speculation that does not pay stops.
+ */
+import type { TreePolicy, TreeShape } from "./tree-policy.js";
+
+export type Speculation = "auto" | "always";
+export type Choice = { kind: "plain" } | { kind: "tree"; shape: TreeShape };
+
+interface Arm {
+  choice: Choice;
+  rate: number;   // tokens per ms, moving average
+  samples: number;
+  lastTried: number;
+}
+
+interface Bucket {
+  arms: Arm[];
+  iteration: number;
+  nextProbe: number;
+  interval: number;
+  best: number;
+  followUp: number;  // arm whose probe beat the best, probed again next (−1: none)
+}
+
+const FIRST_PROBE = 16;
+const MAX_INTERVAL = 128;  // a worse choice costs at most one iteration in 128
+const ALPHA = 0.2;
+
+export class SpeculationPolicy {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(private readonly trees: TreePolicy, readonly mode: Speculation = "auto") {}
+
+  /** What the next iteration of `batch` decoding sequences runs (sampled: any of them samples). */
+  choose(batch: number, sampled: boolean): Choice {
+    if (this.mode === "always") return { kind: "tree", shape: this.trees.shapeFor(batch) };
+    const b = this.bucket(batch, sampled);
+    b.iteration++;
+    // Every choice is measured twice first: its first run may capture graphs.
+    let pick = b.arms.findIndex((a) => a.samples < 2);
+    if (pick < 0 && b.iteration >= b.nextProbe) {
+      pick = b.followUp >= 0 ? b.followUp : b.arms.reduce((oldest, a, i) => (i !== b.best && (oldest < 0 || a.lastTried < b.arms[oldest].lastTried) ? i : oldest), -1);
+      b.followUp = -1;
+      b.nextProbe = b.iteration + b.interval;
+      b.interval = Math.min(2 * b.interval, MAX_INTERVAL);
+    }
+    if (pick < 0) pick = b.best;
+    b.arms[pick].lastTried = b.iteration;
+    return b.arms[pick].choice;
+  }
+
+  /** The outcome of a choice: tokens committed over all sequences in `ms` of wall time. */
+  record(batch: number, sampled: boolean, choice: Choice, tokens: number, ms: number): void {
+    if (this.mode === "always" || ms <= 0) return;
+    const b = this.bucket(batch, sampled);
+    const arm = b.arms.find((a) => a.choice === choice);
+    if (!arm) return;
+    const rate = tokens / ms;
+    arm.samples++;
+    if (arm.samples === 1) return;  // warm-up run
+    arm.rate = arm.samples === 2 ? rate : (1 - ALPHA) * arm.rate + ALPHA * rate;
+    // A probe that beats the current best is followed up at once, so that a change shows quickly.
+    const leader = b.arms[b.best];
+    if (arm !== leader && leader.samples >= 2 && rate > leader.rate) {
+      b.interval = FIRST_PROBE;
+      b.nextProbe = b.iteration + 1;
+      b.followUp = b.arms.indexOf(arm);
+    }
+    const best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && a.rate > b.arms[bi].rate ? i : bi), b.best);
+    if (best !== b.best) {
+      b.best = best;
+      b.interval = FIRST_PROBE;
+      b.nextProbe = b.iteration + FIRST_PROBE;
+    }
+  }
+
+  /** Measured tokens/ms per choice (diagnostics). */
+  snapshot(): Array<{ bucket: string; choice: string; tokensPerMs: number; samples: number; best: boolean }> {
+    const out = [];
+    for (const [key, b] of this.buckets)
+      for (const [i, a] of b.arms.entries())
+        out.push({ bucket: key, choice: describe(a.choice), tokensPerMs: a.rate, samples: a.samples, best: i === b.best });
+    return out;
+  }
+
+  private bucket(batch: number, sampled: boolean): Bucket {
+    let size = 1;
+    while (size < batch) size *= 2;
+    const key = `${size}${sampled ? "s" : "g"}`;
+    let b = this.buckets.get(key);
+    if (!b) {
+      const arms: Arm[] = [{ kind: "plain" } as Choice, ...this.trees.candidates(batch).map((shape): Choice => ({ kind: "tree", shape }))]
+        .map((choice) => ({ choice, rate: 0, samples: 0, lastTried: 0 }));
+      b = { arms, iteration: 0, nextProbe: FIRST_PROBE, interval: FIRST_PROBE, best: 1, followUp: -1 };
+      this.buckets.set(key, b);
+    }
+    return b;
+  }
+}
+
+function describe(c: Choice): string {
+  return c.kind === "plain" ? "plain" : `tree ${c.shape.steps}/${c.shape.topk}/${c.shape.draftTokens}`;
+}

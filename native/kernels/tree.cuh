@@ -1,0 +1,34 @@
+// Draft-tree ops of a speculative round: one block per sequence, small arrays in shared memory.
+// Semantics and tie-breaking are those of native/cpu/tree.cc, which the tests compare against.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kernels/types.h"
+
+namespace e3k {
+
+// Candidate arrays of B sequences, C = K + (S − 1)·K² each (see e3::TreeState).
+struct TreeArgs {
+  int steps, topk, candidates;
+  float* score;
+  int32_t* token;
+  int32_t* parent;
+  int64_t* mask;
+  int32_t* live;
+};
+
+cudaError_t tree_expand(TreeArgs t, int batch, int level, const float* probs, const int32_t* ids, int width,
+                        int32_t* tokens, int64_t* mask, int32_t* parent_rows, cudaStream_t s);
+cudaError_t tree_build(TreeArgs t, int batch, int n, const int32_t* roots, const int32_t* committed, int32_t* tokens,
+                       int32_t* positions, int64_t* mask, int32_t* parent, cudaStream_t s);
+cudaError_t tree_accept_greedy(int batch, int n, int steps, const int32_t* tokens, const int32_t* parent,
+                               const int32_t* argmax, int32_t* path, int32_t* accepted, int32_t* bonus, cudaStream_t s);
+cudaError_t tree_commit(int batch, int n, int steps, const int32_t* tokens, const int32_t* path, const int32_t* accepted,
+                        const int32_t* bonus, int32_t* out_tokens, int32_t* feature_rows, int32_t* last_rows,
+                        cudaStream_t s);
+// planes = 2 · layers of `slots` rows of row_bytes (a multiple of 16) each.
+cudaError_t kv_compact(void* pool, int planes, int64_t slots, int64_t row_bytes, const int32_t* page_table, int pages,
+                       int page_size, int batch, int steps, const int32_t* committed, const int32_t* path,
+                       const int32_t* accepted, cudaStream_t s);
+
+}  // namespace e3k

@@ -1,0 +1,49 @@
+/** The speculation policy on synthetic measurements: it settles on the fastest choice and keeps probing the others. */
+import { describe, expect, it } from "vitest";
+import { type Choice, SpeculationPolicy } from "../../lib/spec/speculation-policy.js";
+import { TreePolicy } from "../../lib/spec/tree-policy.js";
+
+const name = (c: Choice) => (c.kind === "plain" ? "plain" : `${c.shape.steps}/${c.shape.topk}/${c.shape.draftTokens}`);
+
+/** Runs n iterations where each choice commits tokens at the given rate (tokens/ms); returns how often each ran. */
+function simulate(policy: SpeculationPolicy, batch: number, rate: (c: Choice) => number, n: number): Map<string, number> {
+  const runs = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const c = policy.choose(batch, false);
+    runs.set(name(c), (runs.get(name(c)) ?? 0) + 1);
+    policy.record(batch, false, c, 10 * rate(c), 10);
+  }
+  return runs;
+}
+
+describe("speculation policy", () => {
+  it("stops speculating where plain decoding measures faster, and probes rarely", () => {
+    const policy = new SpeculationPolicy(new TreePolicy());
+    const runs = simulate(policy, 32, (c) => (c.kind === "plain" ? 3 : 2), 2000);
+    expect(runs.get("plain")!).toBeGreaterThan(1900);
+    const best = policy.snapshot().find((s) => s.best)!;
+    expect(best.choice).toBe("plain");
+  });
+
+  it("picks the tree that commits the most tokens per ms", () => {
+    const policy = new SpeculationPolicy(new TreePolicy());
+    const candidates = new TreePolicy().candidates(1).map((s) => `${s.steps}/${s.topk}/${s.draftTokens}`);
+    expect(candidates.length).toBeGreaterThanOrEqual(2);
+    const runs = simulate(policy, 1, (c) => (c.kind === "plain" ? 1 : name(c) === candidates[1] ? 2.5 : 1.8), 1000);
+    expect(runs.get(candidates[1])!).toBeGreaterThan(900);
+    for (const c of ["plain", ...candidates]) expect(runs.get(c), c).toBeGreaterThanOrEqual(2);
+  });
+
+  it("follows a change: when speculation starts paying, it switches back", () => {
+    const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+    simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 1), 300);
+    const runs = simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 4), 1000);
+    expect(runs.get("3/1/4")!).toBeGreaterThan(850);  // found within one probe interval
+  });
+
+  it("always speculates with the batch's default tree in mode always", () => {
+    const policy = new SpeculationPolicy(new TreePolicy(), "always");
+    const runs = simulate(policy, 1, (c) => (c.kind === "plain" ? 100 : 1), 50);
+    expect([...runs.keys()]).toEqual(["6/8/32"]);
+  });
+});
