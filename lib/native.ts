@@ -221,6 +221,7 @@ export interface NativeOps {
   treeExpand(tree: NativeTreeState, level: number, probs: NativeTensor, ids: NativeTensor, tokens?: NativeTensor | null, mask?: NativeTensor | null, parentRows?: NativeTensor | null): void;
   treeBuild(tree: NativeTreeState, roots: NativeTensor, committed: NativeTensor, tokens: NativeTensor, positions: NativeTensor, mask: NativeTensor, parent: NativeTensor): void;
   treeAcceptGreedy(tokens: NativeTensor, parent: NativeTensor, argmax: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor): void;
+  treeAcceptSampled(tokens: NativeTensor, parent: NativeTensor, logits: NativeTensor, params: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor): void;
   treeCommit(tokens: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor, outTokens: NativeTensor, featureRows: NativeTensor, lastRows: NativeTensor): void;
   kvCompact(pool: NativeTensor, pageTable: NativeTensor, pageSize: number, committed: NativeTensor, path: NativeTensor, accepted: NativeTensor): void;
   fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;

@@ -83,6 +83,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::TreeExpand>("treeExpand"),
         InstanceMethod<&OpsWrap::TreeBuild>("treeBuild"),
         InstanceMethod<&OpsWrap::TreeAcceptGreedy>("treeAcceptGreedy"),
+        InstanceMethod<&OpsWrap::TreeAcceptSampled>("treeAcceptSampled"),
         InstanceMethod<&OpsWrap::TreeCommit>("treeCommit"),
         InstanceMethod<&OpsWrap::KvCompact>("kvCompact"),
         InstanceMethod<&OpsWrap::Argmax>("argmax"),
@@ -181,6 +182,13 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
     return run(i, [&](e3::Ops& o) {
       o.tree_accept_greedy(T(i, 0, "tokens"), T(i, 1, "parent"), T(i, 2, "argmax"), T(i, 3, "path"), T(i, 4, "accepted"),
                            T(i, 5, "bonus"));
+    });
+  }
+  // treeAcceptSampled(tokens, parent, logits, params, path, accepted, bonus)
+  Napi::Value TreeAcceptSampled(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.tree_accept_sampled(T(i, 0, "tokens"), T(i, 1, "parent"), T(i, 2, "logits"), T(i, 3, "params"), T(i, 4, "path"),
+                            T(i, 5, "accepted"), T(i, 6, "bonus"));
     });
   }
   // treeCommit(tokens, path, accepted, bonus, outTokens, featureRows, lastRows)

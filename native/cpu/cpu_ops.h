@@ -27,6 +27,8 @@ class CpuOps final : public Ops {
                   const Tensor& positions, const Tensor& mask, const Tensor& parent) override;
   void tree_accept_greedy(const Tensor& tokens, const Tensor& parent, const Tensor& argmax, const Tensor& path,
                           const Tensor& accepted, const Tensor& bonus) override;
+  void tree_accept_sampled(const Tensor& tokens, const Tensor& parent, const Tensor& logits, const Tensor& params,
+                           const Tensor& path, const Tensor& accepted, const Tensor& bonus) override;
   void tree_commit(const Tensor& tokens, const Tensor& path, const Tensor& accepted, const Tensor& bonus,
                    const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) override;
   void kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,

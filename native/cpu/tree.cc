@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_ops.h"
 #include "runtime/error.h"
+#include "runtime/sampling_filter.h"
 #include "runtime/spec_tree.h"
 
 namespace e3 {
@@ -121,6 +122,27 @@ void CpuOps::tree_accept_greedy(const Tensor& tokens, const Tensor& parent, cons
     }
     accepted.ptr<int32_t>()[b] = m;
     bonus.ptr<int32_t>()[b] = am[cur];
+  }
+}
+
+void CpuOps::tree_accept_sampled(const Tensor& tokens, const Tensor& parent, const Tensor& logits, const Tensor& params,
+                                 const Tensor& path, const Tensor& accepted, const Tensor& bonus) {
+  int64_t B = check_tree_accept_sampled(Device::CPU, tokens, parent, logits, params, path, accepted, bonus);
+  int64_t N = tokens.numel() / B, S = path.dim(1), V = logits.dim(1);
+  const SamplingParams* sp = static_cast<const SamplingParams*>(params.data());
+  std::vector<float> probs;
+  for (int64_t b = 0; b < B; ++b) {
+    if (sp[b].temperature <= 0) continue;
+    Tree t;
+    t.tokens.assign(tokens.ptr<int32_t>() + b * N, tokens.ptr<int32_t>() + (b + 1) * N);
+    t.parent.assign(parent.ptr<int32_t>() + b * N, parent.ptr<int32_t>() + (b + 1) * N);
+    Acceptance a = accept_sampled(t, sp[b], int(V), [&](int node) {
+      return filtered_probs(logits.ptr<float>() + (b * N + node) * V, V, sp[b], probs);
+    });
+    E3_CHECK(int64_t(a.path.size()) <= S, Internal, "tree_accept_sampled: a path deeper than the tree");
+    std::copy(a.path.begin(), a.path.end(), path.ptr<int32_t>() + b * S);
+    accepted.ptr<int32_t>()[b] = int32_t(a.path.size());
+    bonus.ptr<int32_t>()[b] = a.bonus;
   }
 }
 

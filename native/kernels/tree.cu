@@ -1,5 +1,6 @@
-#include "kernels/device.cuh"
+#include "kernels/sampling_filter.cuh"
 #include "kernels/tree.cuh"
+#include "runtime/rng.h"
 
 namespace e3k {
 
@@ -134,6 +135,68 @@ __global__ void tree_accept_greedy_kernel(int batch, int n, int steps, const int
   bonus[b] = am[cur];
 }
 
+// One block per sequence, walking its tree: at each node the filtered target row, the children's
+// probabilities against one uniform (thread 0), and on a miss the residual draw over the row.
+constexpr int kSampleThreads = 1024;
+
+__global__ void __launch_bounds__(kSampleThreads) tree_accept_sampled_kernel(
+    int n, int steps, const int32_t* tokens, const int32_t* parent, const float* logits, int V,
+    const e3::SamplingParams* params, int32_t* path, int32_t* accepted, int32_t* bonus) {
+  pdl_begin();
+  __shared__ float scratch[32];
+  __shared__ float prefix[kSampleThreads / 32];
+  __shared__ int32_t rejected[64];
+  __shared__ int s_next, s_rejected;
+  const int b = blockIdx.x;
+  const e3::SamplingParams sp = params[b];
+  if (sp.temperature <= 0.0f) return;
+  const int32_t* tok = tokens + int64_t(b) * n;
+  const int32_t* par = parent + int64_t(b) * n;
+  for (int cur = 0, m = 0;;) {
+    const float* row = logits + (int64_t(b) * n + cur) * V;
+    int arg;
+    const float mx = row_argmax(row, V, &arg, scratch);
+    const RowFilter f = make_filter(row, V, mx, sp, scratch);
+    if (threadIdx.x == 0) {
+      // The same lanes of the request's stream as the CPU reference: one per node, one for the bonus.
+      const float u = e3::uniform01(sp.seed, sp.counter, uint32_t(2 * (m + 1)));
+      float acc = 0.0f;
+      int next = -1, nrej = 0;
+      for (int c = cur + 1; c < n && next < 0; ++c) {
+        if (par[c] != cur) continue;
+        acc += f.kept(row[tok[c]]) / f.total;
+        if (u < acc) next = c;
+        else rejected[nrej++] = tok[c];
+      }
+      s_next = next;
+      s_rejected = nrej;
+    }
+    __syncthreads();
+    const int next = s_next, nrej = s_rejected;
+    __syncthreads();
+    if (next >= 0 && m < steps) {
+      if (threadIdx.x == 0) path[int64_t(b) * steps + m] = next;
+      ++m;
+      cur = next;
+      continue;
+    }
+    auto residual = [&](int i) {
+      float w = f.kept(row[i]);
+      if (w > 0.0f)
+        for (int r = 0; r < nrej; ++r)
+          if (rejected[r] == i) return 0.0f;
+      return w;
+    };
+    const float u = e3::uniform01(sp.seed, sp.counter, uint32_t(2 * (m + 1) + 1));
+    const int id = draw_inverse_cdf(V, u, residual, arg, scratch, prefix);
+    if (threadIdx.x == 0) {
+      accepted[b] = m;
+      bonus[b] = id;
+    }
+    return;
+  }
+}
+
 __global__ void tree_commit_kernel(int batch, int n, int steps, const int32_t* tokens, const int32_t* path,
                                    const int32_t* accepted, const int32_t* bonus, int32_t* out_tokens,
                                    int32_t* feature_rows, int32_t* last_rows) {
@@ -189,6 +252,13 @@ cudaError_t tree_accept_greedy(int batch, int n, int steps, const int32_t* token
                                const int32_t* argmax, int32_t* path, int32_t* accepted, int32_t* bonus, cudaStream_t s) {
   return launch(tree_accept_greedy_kernel, dim3((batch + 63) / 64), dim3(64), 0, s, batch, n, steps, tokens, parent,
                 argmax, path, accepted, bonus);
+}
+
+cudaError_t tree_accept_sampled(int batch, int n, int steps, const int32_t* tokens, const int32_t* parent,
+                                const float* logits, int vocab, const e3::SamplingParams* params, int32_t* path,
+                                int32_t* accepted, int32_t* bonus, cudaStream_t s) {
+  return launch(tree_accept_sampled_kernel, dim3(batch), dim3(kSampleThreads), 0, s, n, steps, tokens, parent, logits,
+                vocab, params, path, accepted, bonus);
 }
 
 cudaError_t tree_commit(int batch, int n, int steps, const int32_t* tokens, const int32_t* path, const int32_t* accepted,

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/types.h"
+#include "runtime/sampling_params.h"
 
 namespace e3k {
 
@@ -23,6 +24,9 @@ cudaError_t tree_build(TreeArgs t, int batch, int n, const int32_t* roots, const
                        int32_t* positions, int64_t* mask, int32_t* parent, cudaStream_t s);
 cudaError_t tree_accept_greedy(int batch, int n, int steps, const int32_t* tokens, const int32_t* parent,
                                const int32_t* argmax, int32_t* path, int32_t* accepted, int32_t* bonus, cudaStream_t s);
+cudaError_t tree_accept_sampled(int batch, int n, int steps, const int32_t* tokens, const int32_t* parent,
+                                const float* logits, int vocab, const e3::SamplingParams* params, int32_t* path,
+                                int32_t* accepted, int32_t* bonus, cudaStream_t s);
 cudaError_t tree_commit(int batch, int n, int steps, const int32_t* tokens, const int32_t* path, const int32_t* accepted,
                         const int32_t* bonus, int32_t* out_tokens, int32_t* feature_rows, int32_t* last_rows,
                         cudaStream_t s);

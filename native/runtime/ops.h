@@ -100,6 +100,12 @@ class Ops {
   // accepted [B]) and the argmax after it (bonus [B]).
   virtual void tree_accept_greedy(const Tensor& tokens, const Tensor& parent, const Tensor& argmax,
                                   const Tensor& path, const Tensor& accepted, const Tensor& bonus) = 0;
+  // Exact tree speculative sampling (eagle3-reference.md §4) for the sequences whose params
+  // (SamplingParams bytes [B]) have temperature > 0: at each node one uniform picks a child by the
+  // target's filtered probabilities (logits [B·N, V]); on a miss the bonus comes from what the
+  // tried children leave. Greedy sequences' path, accepted and bonus are left as they are.
+  virtual void tree_accept_sampled(const Tensor& tokens, const Tensor& parent, const Tensor& logits, const Tensor& params,
+                                   const Tensor& path, const Tensor& accepted, const Tensor& bonus) = 0;
   // What the accepted paths commit: the draft extend's tokens [B, S + 1] (accepted, bonus, then
   // the bonus again as padding), the verify rows of their target features [B, S + 1] (root,
   // accepted, padded with the last) and the extend row of each sequence's last token [B].

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "runtime/error.h"
-#include "runtime/sampling_filter.h"
 
 namespace e3 {
 
@@ -176,11 +175,9 @@ std::unique_ptr<SpecRunner::Round> SpecRunner::make_round(int B, const TreeShape
   rb->parent_rows = Tensor::empty(dev, DType::I32, {int64_t(B) * K});
   rb->tree_parent = Tensor::empty(dev, DType::I32, {int64_t(B) * N});
   rb->feature_rows = Tensor::empty(dev, DType::I32, {int64_t(B) * (S + 1)});
-  // One tensor, so that host acceptance uploads path, accepted and bonus in one copy.
-  Tensor& acc = rb->acceptance = Tensor::empty(dev, DType::I32, {int64_t(B) * (S + 2)});
-  rb->path = acc.rows(0, int64_t(B) * S).view({B, S});
-  rb->accepted = acc.rows(int64_t(B) * S, int64_t(B) * (S + 1));
-  rb->bonus = acc.rows(int64_t(B) * (S + 1), int64_t(B) * (S + 2));
+  rb->path = Tensor::empty(dev, DType::I32, {B, S});
+  rb->accepted = Tensor::empty(dev, DType::I32, {B});
+  rb->bonus = Tensor::empty(dev, DType::I32, {B});
   rb->drafts.resize(size_t(S - 1));
   return rb;
 }
@@ -233,6 +230,10 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
   rb.inputs.add(slot_rows, &rb.slot_rows);
   rb.inputs.add(committed, &rb.committed);
   rb.inputs.add(roots, &rb.roots);
+  std::vector<SamplingParams> sampling(r.sampling);
+  sampling.resize(size_t(Bp), SamplingParams{0, 0, 1, 0, 0, 0});
+  rb.inputs.add(sampling.data(), sampling.size() * sizeof(SamplingParams), DType::U8,
+                {int64_t(sampling.size() * sizeof(SamplingParams))}, &rb.sampling);
   rb.inputs.upload(ops_);
 }
 
@@ -265,35 +266,13 @@ void SpecRunner::verify_tree(Round& rb) {
   target_->compute(target_->with_outputs(rb.verify), Executor::Sampling::Greedy);
 }
 
-void SpecRunner::accept_greedy(Round& rb) {
-  ops_.tree_accept_greedy(rb.verify.tokens, rb.tree_parent, target_->sampled().rows(0, rb.verify.tokens.numel()),
-                          rb.path, rb.accepted, rb.bonus);
-}
-
-// Exact tree speculative sampling needs each node's filtered target distribution: the host
-// draws over the downloaded logits for the sampled sequences (the greedy ones keep the device's
-// acceptance) and uploads the paths for the commit.
-void SpecRunner::accept_on_host(Round& rb, const HostSpecRound& r) {
-  accept_greedy(rb);
-  const int64_t Bp = rb.committed.numel(), N = rb.verify.tokens.numel() / Bp, S = rb.path.dim(1);
-  const int B = int(r.slots.size()), V = target_->config().vocab;
-  std::vector<int32_t> tokens = download<int32_t>(rb.verify.tokens, B * N), parent = download<int32_t>(rb.tree_parent, B * N);
-  std::vector<int32_t> acc = download<int32_t>(rb.acceptance, rb.acceptance.numel());  // path [Bp, S], accepted, bonus
-  std::vector<float> logits = download<float>(target_->logits(), B * N * V), probs(static_cast<size_t>(V));
-  for (int b = 0; b < B; ++b) {
-    const SamplingParams& sp = r.sampling[size_t(b)];
-    if (sp.temperature <= 0) continue;
-    Tree t;
-    t.tokens.assign(tokens.begin() + b * N, tokens.begin() + (b + 1) * N);
-    t.parent.assign(parent.begin() + b * N, parent.begin() + (b + 1) * N);
-    Acceptance a = accept_sampled(t, sp, V, [&](int node) {
-      return filtered_probs(logits.data() + (int64_t(b) * N + node) * V, V, sp, probs);
-    });
-    std::copy(a.path.begin(), a.path.end(), acc.begin() + b * S);
-    acc[size_t(Bp * S + b)] = int32_t(a.path.size());
-    acc[size_t(Bp * (S + 1) + b)] = a.bonus;
-  }
-  ops_.upload(rb.acceptance, acc.data(), acc.size() * 4);
+// Greedy sequences follow the target's argmax; sampled ones (if any) then draw over the logits.
+void SpecRunner::accept(Round& rb, bool sampled) {
+  const int64_t nodes = rb.verify.tokens.numel();
+  ops_.tree_accept_greedy(rb.verify.tokens, rb.tree_parent, target_->sampled().rows(0, nodes), rb.path, rb.accepted, rb.bonus);
+  if (sampled)
+    ops_.tree_accept_sampled(rb.verify.tokens, rb.tree_parent, target_->logits().rows(0, nodes), rb.sampling, rb.path,
+                             rb.accepted, rb.bonus);
 }
 
 void SpecRunner::commit(Round& rb) {
@@ -312,16 +291,16 @@ void SpecRunner::commit(Round& rb) {
 SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   check_round(r);
   const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
-  bool greedy = std::all_of(r.sampling.begin(), r.sampling.end(), [](const SamplingParams& p) { return p.temperature <= 0; });
+  bool sampled = std::any_of(r.sampling.begin(), r.sampling.end(), [](const SamplingParams& p) { return p.temperature > 0; });
   SpecRoundResult res;
-  // Greedy rounds replay a graph per (batch bucket, shape, context bucket, page-table width).
+  // Rounds replay a graph per (batch bucket, shape, context bucket, page-table width, sampling).
   int Bp = Executor::batch_bucket(B);
   int max_l = *std::max_element(r.committed.begin(), r.committed.end());
   int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 256), page = draft_kv_.page_size;
   int width = Executor::round_up_pow2(std::max(r.max_pages, (kb + page - 1) / page), 1);
-  if (greedy && !r.profile && target_->graphs() && Bp > 0 && int64_t(Bp) * std::max({N, K, S + 1}) <= draft_.max_tokens() &&
+  if (!r.profile && target_->graphs() && Bp > 0 && int64_t(Bp) * std::max({N, K, S + 1}) <= draft_.max_tokens() &&
       int64_t(Bp) * N <= target_->model().max_tokens() && int64_t(Bp) * N <= target_->logits().dim(0)) {
-    RoundKey key{Bp, S, K, N, kb, width};
+    RoundKey key{Bp, S, K, N, kb, width, sampled};
     std::unique_ptr<Round>& rb = graphs_[key];
     if (!rb) rb = make_round(Bp, r.shape);
     stage(*rb, r, Bp, width, kb);
@@ -329,7 +308,7 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
     auto body = [&] {
       draft_tree(*rb);
       verify_tree(*rb);
-      accept_greedy(*rb);
+      accept(*rb, sampled);
       commit(*rb);
     };
     if (rb->graph >= 0) {
@@ -356,8 +335,7 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   timed(res.draft_ms, [&] { draft_tree(rb); });
   timed(res.verify_ms, [&] { verify_tree(rb); });
   timed(res.accept_ms, [&] {
-    if (greedy) accept_greedy(rb);
-    else accept_on_host(rb, r);
+    accept(rb, sampled);
     commit(rb);
   });
   res.device_ms = r.profile ? res.draft_ms + res.verify_ms + res.accept_ms : ops_.timer_stop_ms();

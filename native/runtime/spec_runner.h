@@ -3,7 +3,7 @@
 // A round drafts a tree, verifies it with one target forward, accepts, compacts the KV cache and
 // extends the draft over the accepted tokens (eagle3-reference.md §3–4). Every step of a round
 // stays on the device: the host uploads the round's plan once and reads its tokens once, and a
-// greedy round replays a graph captured per (batch bucket, tree shape, context bucket).
+// round replays a graph captured per (batch bucket, tree shape, context bucket, sampling).
 #pragma once
 #include <map>
 #include <memory>
@@ -60,18 +60,20 @@ class SpecRunner {
   struct Round {
     UploadArena inputs;
     Tensor slots, slot_rows, committed, roots;   // uploaded: [B], [B·K], [B], [B]
+    Tensor sampling;                             // uploaded: SamplingParams [B]
     std::vector<StepTensors> drafts;             // S − 1 draft steps; tokens and masks written on the device
     StepTensors verify, extend;                  // the target's tree step and the draft extend
     TreeState tree;
     Tensor parent_rows, tree_parent, feature_rows;
-    Tensor acceptance, path, accepted, bonus;  // path [B, S], accepted [B], bonus [B]: views of acceptance
+    Tensor path, accepted, bonus;                // [B, S], [B], [B]
     int graph = -1;
   };
   struct RoundKey {
     int batch, steps, topk, nodes, kv_bucket, pages;
+    bool sampled;
     bool operator<(const RoundKey& o) const {
-      return std::tie(batch, steps, topk, nodes, kv_bucket, pages) <
-             std::tie(o.batch, o.steps, o.topk, o.nodes, o.kv_bucket, o.pages);
+      return std::tie(batch, steps, topk, nodes, kv_bucket, pages, sampled) <
+             std::tie(o.batch, o.steps, o.topk, o.nodes, o.kv_bucket, o.pages, o.sampled);
     }
   };
   void check_round(const HostSpecRound& r) const;
@@ -80,11 +82,10 @@ class SpecRunner {
   // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: exact) and uploads it.
   void stage(Round& rb, const HostSpecRound& r, int B, int max_pages, int max_kv);
   // The device work of a round, phase by phase: the draft tree, its verification, acceptance
-  // (greedy on the device, sampled on the host), and the commit (KV compaction, draft extend).
+  // and the commit (KV compaction, draft extend).
   void draft_tree(Round& rb);
   void verify_tree(Round& rb);
-  void accept_greedy(Round& rb);
-  void accept_on_host(Round& rb, const HostSpecRound& r);
+  void accept(Round& rb, bool sampled);
   void commit(Round& rb);
   // Reads the accepted tokens back (the round's one synchronisation).
   void finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res);

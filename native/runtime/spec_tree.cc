@@ -104,6 +104,16 @@ int64_t check_tree_accept(Device d, const Tensor& tokens, const Tensor& parent, 
   return B;
 }
 
+int64_t check_tree_accept_sampled(Device d, const Tensor& tokens, const Tensor& parent, const Tensor& logits,
+                                  const Tensor& params, const Tensor& path, const Tensor& accepted, const Tensor& bonus) {
+  int64_t B = check_tree_accept(d, tokens, parent, tokens, path, accepted, bonus), N = tokens.numel() / B;
+  on(d, logits, DType::F32, "tree_accept_sampled logits");
+  E3_ARG(logits.rank() == 2 && logits.dim(0) == B * N, "tree_accept_sampled: logits must be [B·N, V], got " + logits.describe());
+  E3_ARG(params.defined() && params.device() == d && params.nbytes() == size_t(B) * sizeof(SamplingParams),
+         "tree_accept_sampled: params must hold " + std::to_string(B) + " SamplingParams");
+  return B;
+}
+
 int64_t check_tree_commit(Device d, const Tensor& tokens, const Tensor& path, const Tensor& accepted,
                           const Tensor& bonus, const Tensor& out_tokens, const Tensor& feature_rows,
                           const Tensor& last_rows) {

@@ -27,6 +27,9 @@ int64_t check_tree_build(Device d, const TreeState& t, const Tensor& roots, cons
                          const Tensor& tokens, const Tensor& positions, const Tensor& mask, const Tensor& parent);
 int64_t check_tree_accept(Device d, const Tensor& tokens, const Tensor& parent, const Tensor& argmax,
                           const Tensor& path, const Tensor& accepted, const Tensor& bonus);
+// Returns B; the vocabulary is logits.dim(1).
+int64_t check_tree_accept_sampled(Device d, const Tensor& tokens, const Tensor& parent, const Tensor& logits,
+                                  const Tensor& params, const Tensor& path, const Tensor& accepted, const Tensor& bonus);
 int64_t check_tree_commit(Device d, const Tensor& tokens, const Tensor& path, const Tensor& accepted,
                           const Tensor& bonus, const Tensor& out_tokens, const Tensor& feature_rows,
                           const Tensor& last_rows);

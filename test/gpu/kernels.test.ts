@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { type NativeOps, type NativeTensor, native } from "../../lib/native.js";
 import { type SeqSpec, deviceLayout, hostLayout, randomTreeMask } from "../helpers/layout.js";
-import { TREE_CASES, runTreeRound } from "../helpers/tree-round.js";
+import { TREE_CASES, runSampledAcceptance, runTreeRound } from "../helpers/tree-round.js";
 import { hasCuda, poisoned, randn, relError, rng, roundBf16, tensor, uniform, values } from "../helpers/tensors.js";
 
 const BF16_TOL = 1.2e-2;  // bf16 storage of inputs and outputs; fp32 accumulation
@@ -27,6 +27,28 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
 
   it.each(TREE_CASES)("tree ops (expand, build, accept, commit, KV compaction), batch $batch, $steps × $topk, $nodes nodes", (c) => {
     expect(runTreeRound(gpu(), "cuda", c)).toEqual(runTreeRound(cpu(), "cpu", c));
+  });
+
+  it.each([
+    { batch: 256, nodes: 16, steps: 5, vocab: 1000, seed: 7 },
+    { batch: 64, nodes: 64, steps: 7, vocab: 151936, seed: 8 },
+  ])("tree sampled acceptance, $batch trees of $nodes nodes, vocabulary $vocab: the CPU reference's draws", (c) => {
+    const want = runSampledAcceptance(cpu(), "cpu", c), got = runSampledAcceptance(gpu(), "cuda", c);
+    let same = 0, accepted = 0;
+    for (let b = 0; b < c.batch; b++) {
+      const m = want.accepted[b];
+      if (want.greedy(b)) {
+        expect([got.accepted[b], got.bonus[b]], "greedy sequences are left alone").toEqual([-7, -7]);
+        continue;
+      }
+      accepted += m;
+      same += Number(got.accepted[b] === m && got.bonus[b] === want.bonus[b] &&
+        got.path.subarray(b * c.steps, b * c.steps + m).join() === want.path.subarray(b * c.steps, b * c.steps + m).join());
+    }
+    // The same uniforms drive both; float sums may move a draw that falls on a boundary.
+    const sampled = c.batch - c.batch / 8;
+    expect(same / sampled, `${same} of ${sampled} agree`).toBeGreaterThan(0.98);
+    expect(accepted, "paths are accepted").toBeGreaterThan(sampled / 2);
   });
 
   it.each([1, 7, 111, 989])("rmsnorm and add_rmsnorm, %i rows", (rows) => {

@@ -34,6 +34,20 @@ describe.skipIf(!hasCuda)(title, () => {
     console.log(`tree ${JSON.stringify(tree)}: ${s.rounds} rounds, mean accepted length ${s.meanAcceptedLength.toFixed(2)}`);
   });
 
+  it("sampled rounds (replayed graphs) are reproducible per seed, and greedy requests batched with them stay greedy", async () => {
+    const g = await readGolden("qwen3-tiny");
+    const ids = g.prompts[0].ids;
+    await using plain = await Engine.load({ model: target, device: "cuda", maxContext: 256, maxBatch: 4 });
+    await using spec = await Engine.load({ model: target, draft, speculation: "always", device: "cuda", maxContext: 256, maxBatch: 4 });
+    const want = await plain.complete({ tokens: ids }, { maxTokens: 40, ignoreEos: true });
+    const sample = (seed: number) => spec.complete({ tokens: ids }, { maxTokens: 40, temperature: 0.8, topP: 0.95, seed, ignoreEos: true });
+    const [a, greedy, b, c] = await Promise.all([sample(5), spec.complete({ tokens: ids }, { maxTokens: 40, ignoreEos: true }), sample(5), sample(6)]);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(c.tokens).not.toEqual(a.tokens);
+    await expectSameOrNearTie(plain.target, ids, greedy.tokens, want.tokens, 3e-2, "greedy beside sampled");
+    expect(spec.stats().speculative!.rounds).toBeGreaterThan(0);
+  });
+
   it("the draft's top candidates after a prompt match the PyTorch reference", async () => {
     const golden = JSON.parse(readFileSync(join(draft, "golden.json"), "utf8"));
     await using spec = await Engine.load({ model: target, draft, tree: { steps: 4, topk: 1, draftTokens: 5 }, device: "cuda", maxContext: 256, maxBatch: 1 });

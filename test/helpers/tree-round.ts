@@ -95,3 +95,45 @@ export const TREE_CASES: TreeCase[] = [
   { batch: 7, steps: 4, topk: 16, nodes: 64, seed: 5 },
   { batch: 33, steps: 5, topk: 2, nodes: 9, seed: 6 },
 ];
+
+export interface SampledCase { batch: number; nodes: number; steps: number; vocab: number; seed: number }
+
+/**
+ * Sampled tree acceptance over random trees (children's tokens often among the likely ones) and
+ * random logits, under varied temperature / top-k / top-p and a few greedy sequences, whose
+ * outputs must stay as they were (-7).
+ */
+export function runSampledAcceptance(ops: NativeOps, device: DeviceName, c: SampledCase) {
+  const r = rng(c.seed);
+  const { batch: B, nodes: N, steps: S, vocab: V } = c;
+  const tokens = new Int32Array(B * N), parent = new Int32Array(B * N), logits = new Float32Array(B * N * V);
+  const params = new Uint8Array(B * 32), dv = new DataView(params.buffer);
+  for (let b = 0; b < B; b++) {
+    const depth = [0];
+    parent[b * N] = -1;
+    for (let j = 1; j < N; j++) {
+      let p;
+      do p = Math.floor(r() * j); while (depth[p] >= S);
+      parent[b * N + j] = p;
+      depth.push(depth[p] + 1);
+      tokens[b * N + j] = Math.floor(r() * V);
+    }
+    for (let j = 0; j < N; j++) {
+      const row = logits.subarray((b * N + j) * V, (b * N + j + 1) * V);
+      for (let v = 0; v < V; v++) row[v] = 2 * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+      for (let k = j + 1; k < N; k++) if (parent[b * N + k] === j && r() < 0.7) row[tokens[b * N + k]] += 10;
+    }
+    const o = b * 32, kind = b % 8;
+    dv.setFloat32(o, kind === 7 ? 0 : [0.7, 1, 1.5][kind % 3], true);
+    dv.setInt32(o + 4, kind === 1 || kind === 4 ? 20 : 0, true);
+    dv.setFloat32(o + 8, kind === 2 || kind === 4 ? 0.9 : 1, true);
+    dv.setBigUint64(o + 16, BigInt(1000 + b), true);
+    dv.setBigUint64(o + 24, BigInt(b % 5), true);
+  }
+  const sentinel = (shape: number[]) => tensor(new Int32Array(shape[0] * (shape[1] ?? 1)).fill(-7), "i32", shape, device);
+  const path = sentinel([B, S]), accepted = sentinel([B]), bonus = sentinel([B]);
+  ops.treeAcceptSampled(tensor(tokens, "i32", [B * N], device), tensor(parent, "i32", [B * N], device),
+    tensor(logits, "f32", [B * N, V], device), tensor(params, "u8", [B * 32], device),
+    path, accepted, bonus);
+  return { path: i32(path), accepted: i32(accepted), bonus: i32(bonus), greedy: (b: number) => b % 8 === 7 };
+}

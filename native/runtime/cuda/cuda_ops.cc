@@ -342,6 +342,16 @@ void CudaOps::tree_accept_greedy(const Tensor& tokens, const Tensor& parent, con
         "tree_accept_greedy");
 }
 
+void CudaOps::tree_accept_sampled(const Tensor& tokens, const Tensor& parent, const Tensor& logits, const Tensor& params,
+                                  const Tensor& path, const Tensor& accepted, const Tensor& bonus) {
+  int64_t B = check_tree_accept_sampled(Device::CUDA, tokens, parent, logits, params, path, accepted, bonus);
+  check(e3k::tree_accept_sampled(int(B), int(tokens.numel() / B), int(path.dim(1)), tokens.ptr<int32_t>(),
+                                 parent.ptr<int32_t>(), logits.ptr<float>(), int(logits.dim(1)),
+                                 static_cast<const SamplingParams*>(params.data()), path.ptr<int32_t>(),
+                                 accepted.ptr<int32_t>(), bonus.ptr<int32_t>(), stream_),
+        "tree_accept_sampled");
+}
+
 void CudaOps::tree_commit(const Tensor& tokens, const Tensor& path, const Tensor& accepted, const Tensor& bonus,
                           const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) {
   int64_t B = check_tree_commit(Device::CUDA, tokens, path, accepted, bonus, out_tokens, feature_rows, last_rows);
