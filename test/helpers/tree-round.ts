@@ -120,7 +120,7 @@ export function runSampledAcceptance(ops: NativeOps, device: DeviceName, c: Samp
     }
     for (let j = 0; j < N; j++) {
       const row = logits.subarray((b * N + j) * V, (b * N + j + 1) * V);
-      for (let v = 0; v < V; v++) row[v] = 2 * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+      for (let v = 0; v < V; v++) row[v] = 6 * r() - 3;
       for (let k = j + 1; k < N; k++) if (parent[b * N + k] === j && r() < 0.7) row[tokens[b * N + k]] += 10;
     }
     const o = b * 32, kind = b % 8;
