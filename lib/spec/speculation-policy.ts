@@ -1,7 +1,8 @@
 /**
  * Whether to speculate, and with which tree, from measured throughput: per batch bucket, each
- * choice (plain decoding, or a round with one of the candidate trees) keeps a moving average of
- * committed tokens per millisecond. The best one runs; the others are re-measured now and then,
+ * choice (plain decoding, or a round with one of the candidate trees) keeps the median of its
+ * recent committed tokens per millisecond (a median, because the iterations that capture a new
+ * graph are tens of times slower). The best one runs; the others are re-measured now and then,
  * less often while the best one holds, so that speculation that does not pay stops.
  */
 import type { TreePolicy, TreeShape } from "./tree-policy.js";
@@ -11,7 +12,8 @@ export type Choice = { kind: "plain" } | { kind: "tree"; shape: TreeShape };
 
 interface Arm {
   choice: Choice;
-  rate: number;   // tokens per ms, moving average
+  rate: number;      // tokens per ms: median of `recent`
+  recent: number[];  // the last WINDOW rates
   samples: number;
   lastTried: number;
 }
@@ -27,7 +29,7 @@ interface Bucket {
 
 const FIRST_PROBE = 16;
 const MAX_INTERVAL = 128;  // a worse choice costs at most one iteration in 128
-const ALPHA = 0.2;
+const WINDOW = 9;
 
 export class SpeculationPolicy {
   private readonly buckets = new Map<string, Bucket>();
@@ -61,7 +63,10 @@ export class SpeculationPolicy {
     const rate = tokens / ms;
     arm.samples++;
     if (arm.samples === 1) return;  // warm-up run
-    arm.rate = arm.samples === 2 ? rate : (1 - ALPHA) * arm.rate + ALPHA * rate;
+    arm.recent.push(rate);
+    if (arm.recent.length > WINDOW) arm.recent.shift();
+    const sorted = [...arm.recent].sort((x, y) => x - y);
+    arm.rate = sorted[sorted.length >> 1];
     // A probe that beats the current best is followed up at once, so that a change shows quickly.
     const leader = b.arms[b.best];
     if (arm !== leader && leader.samples >= 2 && rate > leader.rate) {
@@ -93,7 +98,7 @@ export class SpeculationPolicy {
     let b = this.buckets.get(key);
     if (!b) {
       const arms: Arm[] = [{ kind: "plain" } as Choice, ...this.trees.candidates(batch).map((shape): Choice => ({ kind: "tree", shape }))]
-        .map((choice) => ({ choice, rate: 0, samples: 0, lastTried: 0 }));
+        .map((choice) => ({ choice, rate: 0, recent: [], samples: 0, lastTried: 0 }));
       b = { arms, iteration: 0, nextProbe: FIRST_PROBE, interval: FIRST_PROBE, best: 1, followUp: -1 };
       this.buckets.set(key, b);
     }
