@@ -7,6 +7,10 @@ import { PRESETS } from "../model/presets.js";
 import { DATASETS, loadPrompts } from "../bench/datasets.js";
 import { plotSpeculative } from "../bench/plot.js";
 import { type SpecBenchRow, benchSpeculative } from "../bench/spec-bench.js";
+import { benchRounds, roundTable } from "../bench/round-bench.js";
+import type { TargetConfig } from "../model/config.js";
+import { native } from "../native.js";
+import type { TreeShape } from "../spec/tree-policy.js";
 import { type Parsed, UsageError, num, parse, str } from "./args.js";
 
 const HELP = `usage: eagle3 bench --model DIR --draft DIR [options]     baseline against EAGLE-3 on real prompts
@@ -31,6 +35,8 @@ Random weights (--random):
   --reference FILE     JSON of {"transformersTokensPerSecond": x, ...} measured in the same run
   --kernels            also time each op of a decode step alone (batch 1 and 8)
   --layers N           cut the preset to N layers (profiling)
+  --rounds             instead: speculative rounds with a random EAGLE-3 head against decode steps
+                       (batches default 1,4,16,32; --steps N timed rounds, default 24; --tree S,K,N)
 Both:
   --json FILE          write the result (device, commit, date included)`;
 
@@ -41,7 +47,7 @@ export async function run(argv: string[]): Promise<number> {
     model: { type: "string" }, draft: { type: "string" }, dataset: { type: "string" }, prompts: { type: "string" },
     "max-tokens": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
     tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" }, layers: { type: "string" },
-    speculation: { type: "string" },
+    speculation: { type: "string" }, rounds: { type: "boolean" },
   }, HELP);
   if (!p) return 0;
   if (str(p, "model") || str(p, "draft")) return runSpeculative(p);
@@ -49,8 +55,9 @@ export async function run(argv: string[]): Promise<number> {
   if (!preset) throw new UsageError("give --model DIR --draft DIR, or --random PRESET", HELP);
   if (!PRESETS[preset]) throw new UsageError(`unknown preset "${preset}" (known: ${Object.keys(PRESETS).join(", ")})`, HELP);
   const config = { ...PRESETS[preset], numLayers: num(p, "layers") ?? PRESETS[preset].numLayers };
-  const batches = list(p, "batch", "1,8,32,64");
   const context = num(p, "context") ?? 1024;
+  if (p.values.rounds) return runRounds(p, preset, config, context);
+  const batches = list(p, "batch", "1,8,32,64");
   const result = await benchTarget({
     preset, config, batches, context, decodeSteps: num(p, "steps") ?? 64,
     verifyTokens: [8, 16, 32, 64], prefillTokens: num(p, "prefill") ?? 2048, seed: 0, log: (l) => console.error(l),
@@ -73,15 +80,14 @@ async function runSpeculative(p: Parsed): Promise<number> {
   if (!model || !draft) throw new UsageError("--model and --draft go together", p.help);
   const datasets = (str(p, "dataset") ?? "mtbench").split(",");
   const batches = list(p, "batch", "1,4,16,32");
-  const tree = str(p, "tree")?.split(",").map(Number);
-  if (tree && (tree.length !== 3 || tree.some((x) => !Number.isInteger(x)))) throw new UsageError("--tree takes S,K,N", p.help);
+  const tree = treeOf(p);
   const rows: SpecBenchRow[] = [];
   for (const dataset of datasets) {
     const prompts = await loadPrompts(dataset, num(p, "prompts") ?? 2 * Math.max(...batches));
     rows.push(...(await benchSpeculative({
       engine: {
         model, device: str(p, "device") as "cuda" | "cpu" | undefined, tokenizer: str(p, "tokenizer"),
-        maxContext: num(p, "max-context"), tree: tree && { steps: tree[0], topk: tree[1], draftTokens: tree[2] },
+        maxContext: num(p, "max-context"), tree,
         speculation: speculationOf(p),
       },
       draft, dataset, prompts, batches, maxTokens: num(p, "max-tokens") ?? 128, temperature: num(p, "temperature") ?? 0,
@@ -97,6 +103,27 @@ async function runSpeculative(p: Parsed): Promise<number> {
     await writeFile(out, JSON.stringify(record, null, 2) + "\n");
   }
   return 0;
+}
+
+async function runRounds(p: Parsed, preset: string, config: TargetConfig, context: number): Promise<number> {
+  const tree = treeOf(p);
+  const rows = await benchRounds({
+    preset, config, batches: list(p, "batch", "1,4,16,32"), context, rounds: num(p, "steps") ?? 24, tree, seed: 0,
+    log: (l) => console.error(l),
+  });
+  console.log(roundTable(preset, rows));
+  const out = str(p, "json");
+  if (out) {
+    const record = { kind: "rounds", date: new Date().toISOString(), commit: commit(), node: process.version, preset, device: native().cudaStatus().gpus[0]?.name, rows };
+    await writeFile(out, JSON.stringify(record, null, 2) + "\n");
+  }
+  return 0;
+}
+
+function treeOf(p: Parsed): TreeShape | undefined {
+  const tree = str(p, "tree")?.split(",").map(Number);
+  if (tree && (tree.length !== 3 || tree.some((x) => !Number.isInteger(x)))) throw new UsageError("--tree takes S,K,N", p.help);
+  return tree && { steps: tree[0], topk: tree[1], draftTokens: tree[2] };
 }
 
 function speculationOf(p: Parsed): "auto" | "always" {

@@ -5,6 +5,7 @@ import { type TargetConfig, readTargetConfig } from "./config.js";
 import { type LoadProgress, loadWeights } from "./load-weights.js";
 import { planQwenWeights, qwenWeightSpecs } from "./qwen-weights.js";
 import type { DraftConfig } from "./draft-config.js";
+import { randomDraftConfig, randomDraftShapes, spreadVocabMap } from "./random-draft.js";
 import type { DraftPlan } from "./draft-weights.js";
 import {
   type DeviceName, type GpuInfo, type NativeQwenModel, type NativeRound, type NativeRoundResult, type NativeSpecPrefill, type NativeStep,
@@ -19,6 +20,9 @@ export interface DraftAttachment {
   /** Sequences that can hold draft state at once (the engine's batch). */
   slots: number;
 }
+
+/** What the native model needs of a draft besides its weights. */
+type DraftBinding = Pick<DraftAttachment, "dir" | "config" | "slots"> & Pick<DraftPlan, "ownEmbedding" | "vocabMap">;
 
 export interface TargetOptions {
   device: DeviceName;
@@ -63,34 +67,46 @@ export class TargetModel {
         throw err;
       }
     }
-    return TargetModel.create(dir, config, { ...opts, captureLayers: draft?.config.auxLayers ?? opts.captureLayers }, weights, draft);
+    const binding = draft && { ...draft, ownEmbedding: draft.plan.ownEmbedding, vocabMap: draft.plan.vocabMap };
+    return TargetModel.create(dir, config, { ...opts, captureLayers: draft?.config.auxLayers ?? opts.captureLayers }, weights, binding);
   }
 
-  /** Random bf16 weights of `config`'s shapes, generated on the device from `seed`. */
-  static random(name: string, config: TargetConfig, opts: TargetOptions, seed = 0): TargetModel {
-    const specs = qwenWeightSpecs(config);
-    checkDeviceMemory(opts.device, weightBytes(config) + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), name);
+  /**
+   * Random bf16 weights of `config`'s shapes, generated on the device from `seed`; with
+   * `draftSlots`, also a random EAGLE-3 head of the shape SpecForge trains for it.
+   */
+  static random(name: string, config: TargetConfig, opts: TargetOptions, seed = 0, draftSlots = 0): TargetModel {
+    const shapes: Array<[string, number[], boolean]> = qwenWeightSpecs(config).map((s) => {
+      const shape = [...s.parts[0][1]];
+      shape[0] = s.parts.reduce((n, [, sh]) => n + sh[0], 0);
+      return [s.key, shape, s.kind === "norm"];
+    });
+    const draftConfig = draftSlots > 0 ? randomDraftConfig(config) : undefined;
+    if (draftConfig) shapes.push(...randomDraftShapes(draftConfig).map(([k, sh, norm]): [string, number[], boolean] => [`draft.${k}`, sh, norm]));
+    const bytes = shapes.reduce((n, [, sh]) => n + 2 * sh.reduce((a, b) => a * b, 1), 0);
+    checkDeviceMemory(opts.device, bytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), name);
     const addon = native();
     const ops = new addon.NativeOps(opts.device);
     const weights = new Map<string, NativeTensor>();
     try {
-      specs.forEach((s, i) => {
-        const shape = [...s.parts[0][1]];
-        shape[0] = s.parts.reduce((n, [, sh]) => n + sh[0], 0);
+      shapes.forEach(([key, shape, norm], i) => {
         const t = addon.NativeTensor.empty("bf16", shape, opts.device);
-        weights.set(s.key, t);
-        const [mean, std] = s.kind === "norm" ? [1, 0.05] : [0, 0.02];
-        ops.fillNormal(t, seed * 1000003 + i, mean, std);
+        weights.set(key, t);
+        ops.fillNormal(t, seed * 1000003 + i, norm ? 1 : 0, norm ? 0.05 : 0.02);
       });
       ops.synchronize();
     } catch (err) {
       for (const t of weights.values()) t.dispose();
       throw err;
     }
-    return TargetModel.create(`random:${name}`, config, opts, weights);
+    const draft = draftConfig && {
+      dir: `random:${name}-eagle3`, config: draftConfig, slots: draftSlots, ownEmbedding: false,
+      vocabMap: spreadVocabMap(draftConfig.draftVocabSize, config.vocabSize),
+    };
+    return TargetModel.create(`random:${name}`, config, { ...opts, captureLayers: draftConfig?.auxLayers ?? opts.captureLayers }, weights, draft);
   }
 
-  private static create(source: string, config: TargetConfig, opts: TargetOptions, w: Map<string, NativeTensor>, draft?: DraftAttachment): TargetModel {
+  private static create(source: string, config: TargetConfig, opts: TargetOptions, w: Map<string, NativeTensor>, draft?: DraftBinding): TargetModel {
     try {
       const get = (k: string) => w.get(k)!;
       const model = new (native().NativeQwenModel)({
@@ -173,7 +189,7 @@ export class TargetModel {
 }
 
 /** The draft's native config and weights; the target's embedding / lm_head where the draft has none. */
-function nativeDraft(d: DraftAttachment, w: Map<string, NativeTensor>, device: DeviceName) {
+function nativeDraft(d: DraftBinding, w: Map<string, NativeTensor>, device: DeviceName) {
   const c = d.config;
   if (c.ropeScaling) throw new Eagle3Error(ErrorCode.UNSUPPORTED_MODEL, `${d.dir}: draft RoPE scaling (${JSON.stringify(c.ropeScaling)}) is not implemented yet`);
   const g = (k: string) => w.get(`draft.${k}`);
@@ -186,12 +202,12 @@ function nativeDraft(d: DraftAttachment, w: Map<string, NativeTensor>, device: D
       normBeforeFc: c.normBeforeFc, fcNorm: c.fcNorm, applyFinalNorm: c.normOutput.applyFinalNorm, feedPostNorm: c.normOutput.feedPostNorm,
     },
     weights: {
-      embed: d.plan.ownEmbedding ? g("embed")! : w.get("embed")!,
+      embed: d.ownEmbedding ? g("embed")! : w.get("embed")!,
       lmHead: c.usesTargetLmHead ? (w.get("lmHead") ?? w.get("embed")!) : g("lmHead")!,
       fc: g("fc")!, fcBias: g("fcBias"), inputNorm: g("inputNorm"), fcNorm: g("fcNorm"),
       hiddenNorm: g("hiddenNorm")!, inputLayernorm: g("inputLayernorm")!, postNorm: g("postNorm")!, finalNorm: g("finalNorm")!,
       qkv: g("qkv")!, o: g("o")!, gateUp: g("gateUp")!, down: g("down")!,
-      vocabMap: d.plan.vocabMap && native().NativeTensor.fromBytes(d.plan.vocabMap, "i32", [d.plan.vocabMap.length], device),
+      vocabMap: d.vocabMap && native().NativeTensor.fromBytes(d.vocabMap, "i32", [d.vocabMap.length], device),
     },
   };
 }

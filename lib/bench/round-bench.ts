@@ -1,0 +1,146 @@
+/**
+ * The cost of speculative rounds at a real shape, with random target and draft weights (so the
+ * acceptance is meaningless; the costs are not): per batch size, the device time of a plain decode
+ * step beside a round replayed from its graph (wall and device), and the phases of profiled rounds
+ * (draft, verification, acceptance + commit), each timed on its own.
+ */
+import { PageAllocator } from "../batch/page-allocator.js";
+import { Sequence } from "../batch/sequence.js";
+import { type StepEntry, buildStep, packSampling } from "../batch/step-plan.js";
+import type { TargetConfig } from "../model/config.js";
+import { TargetModel } from "../model/target.js";
+import type { DeviceName } from "../native.js";
+import { type TreeShape, TreePolicy } from "../spec/tree-policy.js";
+import { median, round } from "./stats.js";
+
+export interface RoundBenchOptions {
+  preset: string;
+  config: TargetConfig;
+  batches: number[];
+  context: number;
+  rounds: number;
+  tree?: TreeShape;
+  seed: number;
+  device?: DeviceName;
+  log?: (line: string) => void;
+}
+
+export interface RoundRow {
+  batch: number;
+  tree: TreeShape;
+  context: number;
+  /** Device ms of a decode step (graph) at this batch and context. */
+  decodeMs: number;
+  /** A round replayed from its graph: wall and device ms, and the host's share of the wall. */
+  roundWallMs: number;
+  roundDeviceMs: number;
+  hostShare: number;
+  /** Profiled rounds (eager, phase by phase): device ms per phase. */
+  draftMs: number;
+  /** The draft phase per draft forward (S − 1 of them), as a share of the decode step. */
+  draftStepShare: number;
+  verifyMs: number;
+  verifyRatio: number;
+  acceptMs: number;
+}
+
+const PAGE = 16;
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+const PROFILED = 8;
+const WARMUP = 3;
+const DECODES = 12;
+
+export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
+  const log = o.log ?? (() => {});
+  const policy = new TreePolicy(o.tree);
+  const maxBatch = Math.max(...o.batches);
+  const per = Math.ceil((o.context + 1 + (WARMUP + o.rounds + PROFILED) * (policy.scratchTokens + 1) + WARMUP + DECODES + PAGE) / PAGE);
+  const maxStepTokens = Math.max(2048, policy.verifyRows(maxBatch));
+  const model = TargetModel.random(o.preset, o.config, {
+    device: o.device ?? "cuda", maxStepTokens, maxLogitRows: policy.verifyRows(maxBatch), numPages: per * maxBatch, pageSize: PAGE,
+  }, o.seed, maxBatch);
+  const rows: RoundRow[] = [];
+  try {
+    const pages = new PageAllocator(per * maxBatch);
+    for (const B of o.batches) {
+      const tree = policy.shapeFor(B);
+      const seqs = Array.from({ length: B }, (_, i) => {
+        const s = new Sequence(i, o.context, Array.from({ length: o.context }, () => Math.floor(Math.random() * o.config.vocabSize)), 1 << 20, GREEDY, new Set());
+        s.pages = pages.alloc(per)!;
+        s.slot = i;
+        return s;
+      });
+      // Prefill with the draft, one sequence at a time in chunks; the last chunk samples the root.
+      for (const s of seqs)
+        while (s.cached < o.context) {
+          const count = Math.min(o.context - s.cached, maxStepTokens), samples = s.cached + count === o.context;
+          const entries: StepEntry[] = [{ seq: s, count, samples }];
+          const step = buildStep(entries);
+          const next = Int32Array.from({ length: count }, (_, j) => (s.cached + j + 1 < s.tokens.length ? s.tokens[s.cached + j + 1] : -1));
+          const res = await model.prefillSpeculative({ ...step, slots: Int32Array.of(s.slot), nextTokens: next, finalChunk: Uint8Array.of(Number(samples)) });
+          s.cached += count;
+          if (samples) s.tokens.push(res.tokens![0]);
+        }
+      const maxPages = per;
+      const pageTable = new Int32Array(B * maxPages);
+      seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
+      const wall: number[] = [], device: number[] = [], draft: number[] = [], verify: number[] = [], accept: number[] = [];
+      for (let r = 0; r < WARMUP + o.rounds + PROFILED; r++) {
+        const profile = r >= WARMUP + o.rounds;
+        const t0 = performance.now();
+        const res = await model.speculativeRound({
+          ...tree, slots: Int32Array.from(seqs, (s) => s.slot), committed: Int32Array.from(seqs, (s) => s.cached),
+          roots: Int32Array.from(seqs, (s) => s.tokens[s.cached]), pageTable, maxPages, sampling: packSampling(seqs), profile,
+        });
+        const ms = performance.now() - t0;
+        let at = 0;
+        seqs.forEach((s, i) => {
+          s.tokens.push(...res.tokens.subarray(at, at + res.counts[i]));
+          s.cached += res.counts[i];
+          at += res.counts[i];
+        });
+        if (profile) {
+          draft.push(res.draftMs);
+          verify.push(res.verifyMs);
+          accept.push(res.acceptMs);
+        } else if (r >= WARMUP) {
+          wall.push(ms);
+          device.push(res.deviceMs);
+        }
+      }
+      // Decode steps on the same sequences (their drafts fall behind, which no longer matters).
+      const decode: number[] = [];
+      for (let i = 0; i < WARMUP + DECODES; i++) {
+        const res = await model.step({ ...buildStep(seqs.map((seq) => ({ seq, count: 1, samples: true }))), wantTiming: true });
+        seqs.forEach((s, j) => {
+          s.cached++;
+          s.tokens.push(res.tokens![j]);
+        });
+        if (i >= WARMUP) decode.push(res.deviceMs!);
+      }
+      for (const s of seqs) pages.release(s.pages);
+      const d = median(decode), rw = median(wall), rd = median(device), dr = median(draft), v = median(verify);
+      rows.push({
+        batch: B, tree, context: o.context, decodeMs: round(d, 3), roundWallMs: round(rw, 3), roundDeviceMs: round(rd, 3),
+        hostShare: round(Math.max(0, rw - rd) / rw, 3), draftMs: round(dr, 3),
+        draftStepShare: round(dr / Math.max(1, tree.steps - 1) / d, 3), verifyMs: round(v, 3), verifyRatio: round(v / d, 3),
+        acceptMs: round(median(accept), 3),
+      });
+      log(`batch ${B}: ${JSON.stringify(rows.at(-1))}`);
+    }
+  } finally {
+    model.dispose();
+  }
+  return rows;
+}
+
+export function roundTable(preset: string, rows: RoundRow[]): string {
+  return [
+    `${preset}, random target and draft weights: a round's costs against a decode step`,
+    "",
+    "| batch | tree S/K/N | decode ms | round wall ms | round device ms | host share | draft ms (per step, of decode) | verify ms (of decode) | accept + commit ms |",
+    "|---:|---|---:|---:|---:|---:|---|---|---:|",
+    ...rows.map((r) => `| ${r.batch} | ${r.tree.steps}/${r.tree.topk}/${r.tree.draftTokens} | ${r.decodeMs} | ${r.roundWallMs} | ${r.roundDeviceMs} | ` +
+      `${(100 * r.hostShare).toFixed(1)}% | ${r.draftMs} (${(100 * r.draftStepShare).toFixed(1)}%) | ${r.verifyMs} (${r.verifyRatio}×) | ${r.acceptMs} |`),
+  ].join("\n");
+}
