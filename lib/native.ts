@@ -92,6 +92,8 @@ export interface NativeStepResult {
   logits?: Float32Array;
   hidden?: Float32Array;
   deviceMs?: number;
+  /** The step recorded a new CUDA graph, so it took longer than its kind usually does. */
+  captured?: boolean;
 }
 
 /** A target prefill step whose features the draft extends over (see HostSpecPrefill). */
@@ -141,6 +143,8 @@ export interface NativeRoundResult {
   acceptMs: number;
   /** Device time of the whole round. */
   deviceMs: number;
+  /** The round recorded a new CUDA graph, so it took longer than its kind usually does. */
+  captured?: boolean;
 }
 
 export interface NativeDraftOptions {

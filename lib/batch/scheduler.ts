@@ -139,9 +139,12 @@ export class Scheduler {
     }
   }
 
-  private async plainStep(): Promise<void> {
+  /** Returns whether the step recorded a new graph. */
+  private async plainStep(): Promise<boolean> {
     const entries = this.plan(this.running);
-    this.apply(entries, await this.executor.step(buildStep(entries)));
+    const result = await this.executor.step(buildStep(entries));
+    this.apply(entries, result);
+    return result.captured === true;
   }
 
   /** One iteration of decoding with a draft: a round, or a plain step where that measures faster. */
@@ -152,10 +155,9 @@ export class Scheduler {
     if (choice.kind === "tree" && seqs.some((s) => s.drafted < s.cached)) return this.catchUp(seqs);
     const t0 = performance.now();
     const before = this.counters.generatedTokens;
-    let profiled = false;
-    if (choice.kind === "plain") await this.plainStep();
-    else profiled = await this.round(seqs, choice.shape);
-    if (!profiled) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, performance.now() - t0);
+    // Iterations that profiled phases or recorded a graph are slower than their kind: not measured.
+    const unusual = choice.kind === "plain" ? await this.plainStep() : await this.round(seqs, choice.shape);
+    if (!unusual) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, performance.now() - t0);
   }
 
   /**
@@ -210,7 +212,7 @@ export class Scheduler {
     for (const { seq } of entries) seq.drafted = seq.cached;
   }
 
-  /** One speculative round for the decoding sequences; returns whether it was profiled. */
+  /** One speculative round for the decoding sequences; returns whether it was profiled or captured a graph. */
   private async round(seqs: Sequence[], shape: TreeShape): Promise<boolean> {
     const every = this.options.profileEvery ?? 0;
     const profile = every > 0 && this.spec!.iterations % every === 0;
@@ -239,7 +241,7 @@ export class Scheduler {
       seq.drafted = seq.cached;
       this.emit(seq, tokens);
     });
-    return profile;
+    return profile || r.captured === true;
   }
 
   private admit(): void {

@@ -37,6 +37,7 @@ Napi::Object step_result(Napi::Env env, const e3::StepResult& r) {
   if (!r.logits.empty()) out.Set("logits", typed_copy<float, Napi::Float32Array>(env, r.logits));
   if (!r.hidden.empty()) out.Set("hidden", typed_copy<float, Napi::Float32Array>(env, r.hidden));
   if (r.device_ms >= 0) out.Set("deviceMs", r.device_ms);
+  out.Set("captured", r.captured);
   return out;
 }
 
@@ -50,6 +51,7 @@ Napi::Object round_result(Napi::Env env, const e3::SpecRoundResult& r) {
   out.Set("verifyMs", r.verify_ms);
   out.Set("acceptMs", r.accept_ms);
   out.Set("deviceMs", r.device_ms);
+  out.Set("captured", r.captured);
   return out;
 }
 

@@ -316,6 +316,7 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
     } else {
       body();  // the first round of a key runs eagerly (sizing workspaces), then is recorded
       rb->graph = ops_.capture(body);
+      res.captured = true;
     }
     res.device_ms = ops_.timer_stop_ms();
     finish(*rb, r, res);

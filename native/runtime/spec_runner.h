@@ -41,6 +41,7 @@ struct SpecRoundResult {
   std::vector<int32_t> trees;       // [B · N] the verified trees' tokens, root first (diagnostics)
   double draft_ms = 0, verify_ms = 0, accept_ms = 0;  // device time per phase, when profiled
   double device_ms = 0;                               // device time of the whole round
+  bool captured = false;                              // it recorded a new graph (so it was slower)
 };
 
 class SpecRunner {

@@ -162,6 +162,7 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
     compute(io, mode);  // warm-up: sizes workspaces and plans before capture
     int id = ops_->capture([&] { compute(io, mode); });
     it = graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id}).first;
+    out.captured = true;
   } else {
     it->second.inputs->upload_step(*ops_, p, kv_.page_size, kb);
   }

@@ -18,6 +18,7 @@ struct StepResult {
   std::vector<float> logits;    // [R · V] when want_logits
   std::vector<float> hidden;    // [T · C·H] when want_hidden
   double device_ms = -1;        // forward + sampling on the device, when want_timing
+  bool captured = false;        // this step recorded a new graph (so it was slower than usual)
 };
 
 struct ExecutorOptions {
