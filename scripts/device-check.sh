@@ -3,6 +3,7 @@
 # forward against transformers, then timings. Logs and results go to $OUT. Run through the device
 # tool after `npm run build && scripts/device-stage.sh`, with carry [".device", "build/Release", "dist"]:
 #   source .device/enter.sh && bash scripts/device-check.sh [presets...]
+# SKIP_KERNELS, SKIP_MODEL, SKIP_HF leave those parts out; KERNELS=1 adds per-op timings to the bench.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -10,7 +11,7 @@ export PYTHONUNBUFFERED=1
 vitest() { node node_modules/vitest/vitest.mjs run "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.free,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 # Each kernel family on its own, so a hang names itself.
-for t in rmsnorm linear qkv_rope attention embedding sampling topk scatter argmax tree; do
+[ -n "${SKIP_KERNELS:-}" ] || for t in rmsnorm linear qkv_rope attention embedding sampling topk scatter argmax tree; do
   timeout 120 bash -c "$(declare -f vitest); vitest --reporter=verbose test/gpu/kernels.test.ts -t $t" >> "$OUT/kernels.log" 2>&1
   echo "kernels $t rc=$?"
 done
