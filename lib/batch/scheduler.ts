@@ -152,7 +152,8 @@ export class Scheduler {
     const seqs = this.running.filter((s) => !s.done);
     const sampled = seqs.some((s) => s.sampling.temperature > 0);
     const choice: Choice = this.policy!.choose(seqs.length, sampled);
-    if (choice.kind === "tree" && seqs.some((s) => s.drafted < s.cached)) return this.catchUp(seqs);
+    // After plain steps the draft catches up first (not measured: it is the price of switching).
+    if (choice.kind === "tree") while (seqs.some((s) => s.drafted < s.cached)) await this.catchUp(seqs);
     const t0 = performance.now();
     const before = this.counters.generatedTokens;
     // Iterations that profiled phases or recorded a graph are slower than their kind: not measured.

@@ -17,7 +17,6 @@ DraftModel::DraftModel(Ops& ops, DraftConfig cfg, DraftWeights weights, int max_
   e_ = Tensor::empty(dev, a, {T, H});
   a_ = Tensor::empty(dev, a, {T, 2 * H});
   tmp_ = Tensor::empty(dev, a, {T, H});
-  residual_ = Tensor::empty(dev, a, {T, H});
   qkv_ = Tensor::empty(dev, a, {T, int64_t(cfg_.heads + 2 * cfg_.kv_heads) * cfg_.head_dim});
   q_ = Tensor::empty(dev, a, {T, cfg_.heads, cfg_.head_dim});
   attn_ = Tensor::empty(dev, a, {T, cfg_.heads, cfg_.head_dim});
@@ -67,7 +66,8 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   E3_ARG(T > 0 && T <= max_tokens_ && R <= T, "a draft step of " + std::to_string(T) + " tokens; the draft takes 1.." +
                                                   std::to_string(max_tokens_));
   E3_ARG(io.features.defined() != io.recurrent.defined(), "a draft step takes either target features or draft states");
-  Tensor h = h_.rows(0, T), e = e_.rows(0, T), a = a_.rows(0, T), tmp = tmp_.rows(0, T), residual = residual_.rows(0, T),
+  E3_ARG(!io.all_rows || R == T, "a draft step computing every row's logits has as many logit rows as tokens");
+  Tensor h = h_.rows(0, T), e = e_.rows(0, T), a = a_.rows(0, T), tmp = tmp_.rows(0, T),
          qkv = qkv_.rows(0, T), q = q_.rows(0, T), attn = attn_.rows(0, T), proj = proj_.rows(0, T), y = y_.rows(0, T),
          gate_up = gate_up_.rows(0, T), act = act_.rows(0, T), normed = normed_.rows(0, T);
 
@@ -81,15 +81,17 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
     }
     ops_.linear(f, w_.fc, w_.fc_bias.defined() ? &w_.fc_bias : nullptr, h);
   } else {
-    ops_.copy_columns(io.recurrent, h, 0);
+    h = io.recurrent;
   }
-  // a = [input_layernorm(e) ; hidden_norm(h)], embedding half first (§2.3 step 2)
+  // a = [input_layernorm(e) ; hidden_norm(h)], embedding half first (§2.3 step 2). The residual
+  // stream starts as h itself (or its norm), updated in place.
   ops_.embedding(io.tokens, w_.embed, e);
   ops_.rmsnorm(e, w_.input_layernorm, c.eps, tmp);
   ops_.copy_columns(tmp, a, 0);
   ops_.rmsnorm(h, w_.hidden_norm, c.eps, tmp);
   ops_.copy_columns(tmp, a, H);
-  ops_.copy_columns(c.norm_before_residual ? tmp : h, residual, 0);
+  if (c.norm_before_residual) ops_.copy_columns(tmp, h, 0);
+  Tensor residual = h;
 
   ops_.linear(a, w_.qkv, nullptr, qkv);
   ops_.qkv_rope_store(qkv, nullptr, nullptr, c.eps, io.positions, c.rotary_dim, c.rope_theta, io.layout, q, kv.k[0], kv.v[0]);
@@ -102,9 +104,12 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   ops_.add_rmsnorm(residual, proj, w_.final_norm, c.eps, normed);  // residual = h2
   ops_.copy_columns(c.feed_post_norm ? normed : residual, io.state_out, 0);
   if (R == 0) return;
-  Tensor last = last_.rows(0, R);
-  ops_.gather_rows(c.apply_final_norm ? normed : residual, io.logit_rows, last);
-  ops_.linear(last, w_.lm_head, nullptr, io.logits);
+  Tensor src = c.apply_final_norm ? normed : residual, out = src;
+  if (!io.all_rows) {
+    out = last_.rows(0, R);
+    ops_.gather_rows(src, io.logit_rows, out);
+  }
+  ops_.linear(out, w_.lm_head, nullptr, io.logits);
 }
 
 }  // namespace e3

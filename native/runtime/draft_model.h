@@ -39,8 +39,9 @@ struct DraftStep {
   Tensor tokens, positions;           // i32 [T], target-vocabulary ids
   AttentionLayout layout;
   Tensor features;                    // act [T, 3·Ht]: target features (fc applies)
-  Tensor recurrent;                   // act [T, H]: previous draft states (no fc)
+  Tensor recurrent;                   // act [T, H]: previous draft states (no fc); used up as the residual
   Tensor logit_rows;                  // i32 [R]
+  bool all_rows = false;              // logit_rows is 0..T−1 (the gather is skipped)
   Tensor logits;                      // f32 [R, Vd]
   Tensor state_out;                   // act [T, H]: the state the next draft step continues from
 };
@@ -59,7 +60,7 @@ class DraftModel {
   DraftConfig cfg_;
   DraftWeights w_;
   int max_tokens_;
-  Tensor feat_, h_, e_, a_, tmp_, residual_, qkv_, q_, attn_, proj_, y_, gate_up_, act_, normed_, last_;
+  Tensor feat_, h_, e_, a_, tmp_, qkv_, q_, attn_, proj_, y_, gate_up_, act_, normed_, last_;
 };
 
 }  // namespace e3

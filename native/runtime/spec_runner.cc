@@ -50,8 +50,9 @@ SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftW
 }
 
 void SpecRunner::draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
-                       const Tensor& states) {
+                       const Tensor& states, bool all_rows) {
   DraftStep d;
+  d.all_rows = all_rows;
   d.tokens = in.tokens;
   d.positions = in.positions;
   d.layout = in.layout;
@@ -250,7 +251,7 @@ void SpecRunner::draft_tree(Round& rb) {
   if (S > 1) ops_.gather_rows(state_, rb.slot_rows, recurrent);
   for (int i = 1; i < S; ++i) {
     Tensor logits = logits_.rows(0, B * K), states = states_next_.rows(0, B * K);
-    draft(rb.drafts[size_t(i - 1)], Tensor(), recurrent, logits, states);
+    draft(rb.drafts[size_t(i - 1)], Tensor(), recurrent, logits, states, true);  // staged logit rows: every token
     Tensor probs = topk_view(topk_probs_, B * K, K), ids = topk_view(topk_ids_, B * K, K);
     ops_.topk_softmax(logits, K, map, probs, ids);
     next = i + 1 < S ? &rb.drafts[size_t(i)] : nullptr;

@@ -90,9 +90,10 @@ class SpecRunner {
   void commit(Round& rb);
   // Reads the accepted tokens back (the round's one synchronisation).
   void finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res);
-  // Draft forward over prepared inputs; logits of its logit rows and the states of every token.
+  // Draft forward over prepared inputs; logits of its logit rows (all_rows: every token, in order)
+  // and the states of every token. A recurrent input is used up.
   void draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
-             const Tensor& states);
+             const Tensor& states, bool all_rows = false);
   // Keeps, per slot, the draft's top-K after its last extended token and that token's state.
   void store_slots(const Tensor& slots, const Tensor& logits, const Tensor& states, const Tensor& last_rows);
 
