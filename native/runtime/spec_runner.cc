@@ -297,7 +297,9 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   // Rounds replay a graph per (batch bucket, shape, context bucket, page-table width, sampling).
   int Bp = Executor::batch_bucket(B);
   int max_l = *std::max_element(r.committed.begin(), r.committed.end());
-  int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 256), page = draft_kv_.page_size;
+  // Context buckets start at 1024 so that a shape is captured once for short contexts: captures
+  // cost tens of rounds, and the speculation policy tries shapes only now and then.
+  int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 1024), page = draft_kv_.page_size;
   int width = Executor::round_up_pow2(std::max(r.max_pages, (kb + page - 1) / page), 1);
   if (!r.profile && target_->graphs() && Bp > 0 && int64_t(Bp) * std::max({N, K, S + 1}) <= draft_.max_tokens() &&
       int64_t(Bp) * N <= target_->model().max_tokens() && int64_t(Bp) * N <= target_->logits().dim(0)) {
