@@ -1,8 +1,10 @@
 /**
  * Continuous batching: requests join and leave between steps. Plain decoding: each step carries
  * every running sequence's next decode token plus as much prefill as the token budget allows.
- * Speculative decoding: prefill steps (which also run the draft) go first; once no request is
- * prefilling, one round drafts, verifies and accepts for every running sequence. KV pages for a
+ * Speculative decoding: prefill steps (which also run the draft, and carry the decoding sequences
+ * one token further) go first; once no request is prefilling, each iteration is a round that
+ * drafts, verifies and accepts for every running sequence, or a plain step where the speculation
+ * policy measured that faster (the draft then catches up before the next round). KV pages for a
  * request's whole length (and a round's scratch) are reserved when it is admitted, so a running
  * request never stalls.
  */
@@ -128,7 +130,7 @@ export class Scheduler {
       const t0 = performance.now();
       try {
         if (!this.options.tree) await this.plainStep();
-        else if (prefilling.length) await this.prefillStep(prefilling);
+        else if (prefilling.length) await this.prefillStep();
         else await this.decodeSpeculative();
       } catch (err) {
         for (const s of this.running) this.finish(s, err);
@@ -191,16 +193,34 @@ export class Scheduler {
     for (const e of entries) e.seq.drafted = e.start! + e.count;
   }
 
-  /** Prefill chunks of the sequences still prefilling; the draft runs over the same tokens. */
-  private async prefillStep(seqs: Sequence[]): Promise<void> {
-    const entries = this.plan(seqs);
+  /**
+   * Prefill chunks of the sequences still prefilling, with the draft running over the same tokens.
+   * Decoding sequences ride along as they would in a plain step (one token each, sampled), plus
+   * any positions their draft missed, so that they do not stall while others prefill.
+   */
+  private async prefillStep(): Promise<void> {
+    let budget = this.options.maxStepTokens;
+    const entries: StepEntry[] = [];
+    for (const seq of this.running) {
+      if (seq.done || seq.cached < seq.promptLength) continue;
+      const count = seq.cached - seq.drafted + 1;
+      if (count > budget) continue;
+      budget -= count;
+      entries.push({ seq, count, start: seq.drafted, samples: true });
+    }
+    for (const seq of this.running) {
+      if (seq.done || seq.cached >= seq.promptLength || budget === 0) continue;
+      const count = Math.min(seq.pending, budget);
+      budget -= count;
+      entries.push({ seq, count, samples: count === seq.pending });
+    }
     const step = buildStep(entries);
     const next = new Int32Array(step.tokens.length);
     let t = 0;
-    for (const { seq, count } of entries) {
-      // The draft pairs the feature of position p with the token at p + 1 (§2.5); past the prompt
-      // that token is the one this step samples (-1).
-      for (let j = 0; j < count; j++) next[t + j] = seq.cached + j + 1 < seq.promptLength ? seq.tokens[seq.cached + j + 1] : -1;
+    for (const { seq, count, start = seq.cached } of entries) {
+      // The draft pairs the feature of position p with the token at p + 1 (§2.5); past the known
+      // tokens that is the one this step samples (-1).
+      for (let j = 0; j < count; j++) next[t + j] = start + j + 1 < seq.tokens.length ? seq.tokens[start + j + 1] : -1;
       t += count;
     }
     const result = await this.executor.prefillSpeculative({
@@ -275,12 +295,12 @@ export class Scheduler {
 
   private apply(entries: StepEntry[], result: NativeStepResult): void {
     let row = 0;
-    for (const { seq, count, samples } of entries) {
+    for (const { seq, count, samples, start = seq.cached } of entries) {
       if (seq.done) {
         if (samples) row++;
         continue;  // cancelled while the step ran
       }
-      seq.cached += count;
+      seq.cached = start + count;
       if (samples) this.emit(seq, [result.tokens![row++]]);
     }
   }
