@@ -4,6 +4,7 @@ import path from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { Eagle3Error, ErrorCode, invalidArgument, invalidParameter } from "../errors.js";
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from "./chat-template.js";
+import { readEosTokenIds } from "../model/generation-config.js";
 
 export type { ChatMessage, ChatTemplateOptions } from "./chat-template.js";
 
@@ -60,11 +61,11 @@ export class Tokenizer {
     const tokenizerFile = path.join(tokDir, "tokenizer.json");
     const configFile = path.join(tokDir, "tokenizer_config.json");
     const jinjaFile = path.join(tokDir, "chat_template.jinja");
-    const [tokenizerJson, config, jinja, generation] = await Promise.all([
+    const [tokenizerJson, config, jinja, generationEos] = await Promise.all([
       readJson(tokenizerFile, true),
       readJson(configFile, false),
       readText(jinjaFile, false),
-      readJson(path.join(dir, "generation_config.json"), false),
+      readEosTokenIds(dir),
     ]);
     // transformers' default since 4.45; tokenizers.js would default to true and rewrite " ." as "."
     const hfConfig = { ...config, clean_up_tokenization_spaces: config?.clean_up_tokenization_spaces ?? false };
@@ -78,7 +79,7 @@ export class Tokenizer {
       hf,
       config ?? {},
       pickTemplate(config, configFile, jinja, jinjaFile),
-      generationEos(generation, path.join(dir, "generation_config.json")),
+      generationEos,
       opts.extraEos ?? [],
     );
   }
@@ -133,15 +134,6 @@ function pickTemplate(
     return `${configFile} lists chat templates but none named "default"`;
   }
   return `The tokenizer has no chat template: neither ${jinjaFile} nor chat_template in ${configFile}`;
-}
-
-function generationEos(generation: Json | undefined, file: string): number[] {
-  const eos = generation?.eos_token_id;
-  if (eos === undefined || eos === null) return [];
-  const ids = Array.isArray(eos) ? eos : [eos];
-  if (!ids.every((id) => Number.isInteger(id) && id >= 0))
-    throw badTokenizer(`${file}: eos_token_id must be a token id or a list of them, not ${JSON.stringify(eos)}`);
-  return ids as number[];
 }
 
 /** Special tokens appear as strings or, in older exports, as {content: "..."} objects. */
