@@ -30,6 +30,12 @@ interface Bucket {
 const FIRST_PROBE = 16;
 const MAX_INTERVAL = 128;  // a worse choice costs at most one iteration in 128
 const WINDOW = 9;
+// A tree must measure this much faster than plain decoding to be chosen: what the medians do not
+// show (catching the draft up, graph captures) costs speculation, not plain steps.
+const PLAIN_BIAS = 1.05;
+
+const bias = (a: Arm) => (a.choice.kind === "plain" ? PLAIN_BIAS : 1);
+const score = (a: Arm) => a.rate * bias(a);
 
 export class SpeculationPolicy {
   private readonly buckets = new Map<string, Bucket>();
@@ -69,12 +75,12 @@ export class SpeculationPolicy {
     arm.rate = sorted[sorted.length >> 1];
     // A probe that beats the current best is followed up at once, so that a change shows quickly.
     const leader = b.arms[b.best];
-    if (arm !== leader && leader.samples >= 2 && rate > leader.rate) {
+    if (arm !== leader && leader.samples >= 2 && rate * bias(arm) > score(leader)) {
       b.interval = FIRST_PROBE;
       b.nextProbe = b.iteration + 1;
       b.followUp = b.arms.indexOf(arm);
     }
-    const best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && a.rate > b.arms[bi].rate ? i : bi), b.best);
+    const best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && score(a) > score(b.arms[bi]) ? i : bi), b.best);
     if (best !== b.best) {
       b.best = best;
       b.interval = FIRST_PROBE;

@@ -41,6 +41,13 @@ describe("speculation policy", () => {
     expect(runs.get("3/1/4")!).toBeGreaterThan(850);  // found within one probe interval
   });
 
+  it("speculates only where a tree measures clearly faster than plain decoding", () => {
+    const near = simulate(new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 })), 8, (c) => (c.kind === "plain" ? 3 : 3.09), 500);
+    expect(near.get("plain")!).toBeGreaterThan(450);
+    const clear = simulate(new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 })), 8, (c) => (c.kind === "plain" ? 3 : 3.3), 500);
+    expect(clear.get("3/1/4")!).toBeGreaterThan(450);
+  });
+
   it("is not thrown by a rare slow iteration (a graph capture)", () => {
     const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
     let i = 0;
