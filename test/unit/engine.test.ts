@@ -64,6 +64,10 @@ describe("Engine on the CPU", () => {
     await bad({ tokens: Array(40).fill(3) }, {}, /40 tokens; the context holds 32/);
     await expect(engine.complete("text", {})).rejects.toMatchObject({ code: "ERR_BAD_TOKENIZER" });
     await expect(Engine.load({ model: tiny, device: "tpu" as never })).rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT" });
+    await expect(Engine.load({ model: tiny, device: "cpu", speculation: "sometimes" as never }))
+      .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/speculation/) });
+    await expect(Engine.load({ model: tiny, device: "cpu", profileEvery: -1 }))
+      .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/profileEvery/) });
   });
 
   it("caps the completion at the context and says so", async () => {
