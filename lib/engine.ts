@@ -84,6 +84,8 @@ export interface GenerationChunk {
   text: string;
   tokens: number[];
   finishReason?: FinishReason;
+  /** On the last chunk, with a draft: this request's rounds, accepted lengths and round times. */
+  speculative?: SpeculativeStats;
 }
 
 export interface Completion {
@@ -92,6 +94,8 @@ export interface Completion {
   finishReason: FinishReason;
   promptTokens: number;
   timings: { firstTokenMs: number; totalMs: number; tokensPerSecond: number };
+  /** With a draft: this request's rounds, accepted lengths and the time of the rounds it was in. */
+  speculative?: SpeculativeStats;
 }
 
 export interface EngineStats {
@@ -175,12 +179,14 @@ export class Engine {
     const prompt = this.encode(input, o.enableThinking);
     const t0 = performance.now();
     let first = 0, text = "", finishReason: FinishReason = "length";
+    let speculative: SpeculativeStats | undefined;
     const tokens: number[] = [];
     for await (const c of this.stream(prompt, o)) {
       if (!first) first = performance.now();
       text += c.text;
       tokens.push(...c.tokens);
       if (c.finishReason) finishReason = c.finishReason;
+      speculative = c.speculative ?? speculative;
     }
     const end = performance.now();
     return {
@@ -190,6 +196,7 @@ export class Engine {
         totalMs: end - t0,
         tokensPerSecond: tokens.length > 1 && end > first ? ((tokens.length - 1) * 1000) / (end - first) : 0,
       },
+      ...(speculative && { speculative }),
     };
   }
 
@@ -210,11 +217,12 @@ export class Engine {
         let piece = detok?.push(ev.tokens.filter((t) => !stopTokens.has(t))) ?? "";
         if (ev.finishReason && detok) piece += detok.flush();
         const { text, stopped } = stop.push(piece);
+        const speculative = (stopped || ev.finishReason) && seq.speculative ? { speculative: seq.speculative.snapshot() } : {};
         if (stopped) {
-          yield { text, tokens: ev.tokens, finishReason: "stop" };
+          yield { text, tokens: ev.tokens, finishReason: "stop", ...speculative };
           return;
         }
-        yield { text: ev.finishReason ? text + stop.flush() : text, tokens: ev.tokens, finishReason: ev.finishReason };
+        yield { text: ev.finishReason ? text + stop.flush() : text, tokens: ev.tokens, finishReason: ev.finishReason, ...speculative };
       }
       if (seq.finishReason === "abort")
         throw new Eagle3Error(ErrorCode.ABORTED, "generation was aborted", { cause: o.signal?.reason });

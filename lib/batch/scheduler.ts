@@ -88,6 +88,7 @@ export class Scheduler {
     if (this.waiting.length >= this.options.maxQueued)
       throw new Eagle3Error(ErrorCode.QUEUE_FULL, `the request queue is full (${this.options.maxQueued} waiting)`);
     const seq = new Sequence(this.nextId++, prompt.length, prompt, maxNewTokens, sampling, stopTokens);
+    if (this.options.tree) seq.speculative = new SpeculativeCounters();
     this.waiting.push(seq);
     this.kick();
     return seq;
@@ -251,12 +252,15 @@ export class Scheduler {
       sampling: packSampling(seqs),
       profile,
     });
-    this.spec!.time({ ...r, wallMs: performance.now() - t0, profiled: profile });
+    const timing = { ...r, wallMs: performance.now() - t0, profiled: profile };
+    this.spec!.time(timing);
     let at = 0;
     seqs.forEach((seq, i) => {
       const tokens = Array.from(r.tokens.subarray(at, at + r.counts[i]));
       at += r.counts[i];
       this.spec!.record(r.counts[i], r.drafted[i]);
+      seq.speculative?.record(r.counts[i], r.drafted[i]);
+      seq.speculative?.time(timing);
       if (seq.done) return;  // cancelled while the round ran
       seq.cached += tokens.length;  // the root and the accepted drafts are now in the cache
       seq.drafted = seq.cached;

@@ -1,4 +1,5 @@
 /** One request's state inside the scheduler. */
+import type { SpeculativeCounters } from "../spec/stats.js";
 import { Channel } from "./channel.js";
 
 export interface SamplingOptions {
@@ -25,6 +26,8 @@ export class Sequence {
   cached = 0;
   /** Context positions the draft has run over (speculative decoding); behind `cached` after plain steps. */
   drafted = 0;
+  /** This request's speculative counters (with a draft): its rounds, and the time of the rounds it was in. */
+  speculative?: SpeculativeCounters;
   pages: number[] = [];
   /** The draft-state slot it holds while running (speculative decoding). */
   slot = -1;

@@ -69,6 +69,11 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
     expect(spec.rounds).toBeGreaterThan(0);
     expect(spec.meanAcceptedLength).toBeGreaterThanOrEqual(1);
     expect(spec.draftedTokens).toBe(spec.rounds * (tree.draftTokens - 1));
+    // Per request: its own rounds, which add up to the engine's.
+    const mine = results.map((r) => r.speculative!);
+    expect(mine.reduce((n, m) => n + m.rounds, 0)).toBe(spec.rounds);
+    expect(mine.reduce((n, m) => n + m.acceptedTokens, 0)).toBe(spec.acceptedTokens);
+    for (const m of mine) expect(m.draftedTokens).toBe(m.rounds * (tree.draftTokens - 1));
   });
 
   it("streams the same tokens with measured trees and plain steps mixed (the draft catching up), ragged prompts batched", async () => {
