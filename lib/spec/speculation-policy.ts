@@ -68,7 +68,7 @@ export class SpeculationPolicy {
     if (!arm) return;
     const rate = tokens / ms;
     arm.samples++;
-    if (arm.samples === 1) return;  // warm-up run
+    if (arm.samples === 1) return;  // warm-up run (a seeded prior already counts two)
     arm.recent.push(rate);
     if (arm.recent.length > WINDOW) arm.recent.shift();
     const sorted = [...arm.recent].sort((x, y) => x - y);
@@ -106,9 +106,34 @@ export class SpeculationPolicy {
       const arms: Arm[] = [{ kind: "plain" } as Choice, ...this.trees.candidates(batch).map((shape): Choice => ({ kind: "tree", shape }))]
         .map((choice) => ({ choice, rate: 0, recent: [], samples: 0, lastTried: 0 }));
       b = { arms, iteration: 0, nextProbe: FIRST_PROBE, interval: FIRST_PROBE, best: 1, followUp: -1 };
+      this.seed(b, size, sampled);
       this.buckets.set(key, b);
     }
     return b;
+  }
+
+  /**
+   * A new bucket starts from the nearest measured one (same sampling): the choices both have take
+   * its medians, scaled by the batch ratio, as priors that the first own measurement replaces.
+   * Only the others are explored, so a batch that shrinks as requests finish does not explore
+   * every choice again.
+   */
+  private seed(b: Bucket, size: number, sampled: boolean): void {
+    let near: [number, Bucket] | undefined;
+    for (const [key, other] of this.buckets) {
+      const n = Number.parseInt(key, 10);
+      if (key.endsWith(sampled ? "s" : "g") && other.arms.some((a) => a.samples >= 2) &&
+          (!near || Math.abs(Math.log2(n / size)) < Math.abs(Math.log2(near[0] / size)))) near = [n, other];
+    }
+    if (!near) return;
+    const [n, other] = near;
+    for (const arm of b.arms) {
+      const twin = other.arms.find((a) => a.samples >= 2 && describe(a.choice) === describe(arm.choice));
+      if (!twin) continue;
+      arm.rate = (twin.rate * size) / n;
+      arm.samples = 2;
+    }
+    b.best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && (b.arms[bi].samples < 2 || score(a) > score(b.arms[bi])) ? i : bi), b.best);
   }
 }
 

@@ -48,6 +48,21 @@ describe("speculation policy", () => {
     expect(clear.get("3/1/4")!).toBeGreaterThan(450);
   });
 
+  it("starts a new batch size from the nearest measured one instead of exploring again", () => {
+    const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+    simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 4), 100);
+    const first = simulate(policy, 2, (c) => (c.kind === "plain" ? 1 : 2), 10);
+    expect([...first.keys()]).toEqual(["3/1/4"]);
+    // Sampled batches are measured on their own.
+    const sampled = new Map<string, number>();
+    for (let i = 0; i < 4; i++) {
+      const c = policy.choose(2, true);
+      sampled.set(c.kind, (sampled.get(c.kind) ?? 0) + 1);
+      policy.record(2, true, c, 10, 10);
+    }
+    expect(sampled.get("plain")).toBeGreaterThan(0);
+  });
+
   it("is not thrown by a rare slow iteration (a graph capture)", () => {
     const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
     let i = 0;
