@@ -54,6 +54,34 @@ describe("EAGLE-3 draft against the PyTorch reference", () => {
   });
 });
 
+describe("EAGLE-3 rounds refuse bad input", () => {
+  it("names the slot, page, room, token or tree that is wrong (ERR_INVALID_ARGUMENT)", async () => {
+    const { config } = await readTargetConfig(target);
+    const model = await TargetModel.load(target, { device: "cpu", maxStepTokens: 128, numPages: 16, pageSize: 16 }, config, await openDraft(drafts[0], config, 2));
+    try {
+      const seq = new Sequence(0, 4, [1, 2, 3, 4], 64, GREEDY, new Set());
+      seq.pages = [0, 1, 2, 3];
+      seq.slot = 0;
+      const base = {
+        steps: 3, topk: 2, draftTokens: 5, slots: Int32Array.of(0), committed: Int32Array.of(4), roots: Int32Array.of(5),
+        pageTable: Int32Array.of(0, 1, 2, 3), maxPages: 4, sampling: packSampling([seq]),
+      };
+      const bad = (o: object, re: RegExp) =>
+        expect(model.speculativeRound({ ...base, ...o })).rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(re) });
+      await bad({ slots: Int32Array.of(2) }, /no draft slot 2/);
+      await bad({ pageTable: Int32Array.of(99, 1, 2, 3) }, /page 99 outside the pool/);
+      await bad({ committed: Int32Array.of(60) }, /no room for its tree/);
+      await bad({ roots: Int32Array.of(-1) }, /root token outside/);
+      await bad({ steps: 2, topk: 20 }, /topk/);
+      const step = buildStep([{ seq, count: 4, samples: true }]);
+      await expect(model.prefillSpeculative({ ...step, slots: Int32Array.of(0), nextTokens: Int32Array.of(2, -1, 4, -1), finalChunk: Uint8Array.of(1) }))
+        .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/-1 only at the end/) });
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
 describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
   const shapes = [
     { steps: 4, topk: 1, draftTokens: 5 },
