@@ -1,5 +1,7 @@
 /** Thin wrapper over node:util parseArgs with per-command help and typed conversions. */
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import type { Speculation } from "../spec/speculation-policy.js";
+import type { TreeShape } from "../spec/tree-policy.js";
 
 export class UsageError extends Error {
   constructor(message: string, readonly help: string) {
@@ -41,4 +43,18 @@ export function num(p: Parsed, name: string): number | undefined {
 export function str(p: Parsed, name: string): string | undefined {
   const v = p.values[name];
   return typeof v === "string" ? v : undefined;
+}
+
+/** --tree S,K,N: the draft tree (steps, top-k, draft tokens). */
+export function treeOf(p: Parsed): TreeShape | undefined {
+  const tree = str(p, "tree")?.split(",").map(Number);
+  if (tree && (tree.length !== 3 || tree.some((x) => !Number.isInteger(x)))) throw new UsageError("--tree takes S,K,N", p.help);
+  return tree && { steps: tree[0], topk: tree[1], draftTokens: tree[2] };
+}
+
+/** --speculation auto|always (default auto). */
+export function speculationOf(p: Parsed): Speculation {
+  const v = str(p, "speculation") ?? "auto";
+  if (v !== "auto" && v !== "always") throw new UsageError("--speculation takes auto or always", p.help);
+  return v;
 }

@@ -10,8 +10,7 @@ import { type SpecBenchRow, benchSpeculative } from "../bench/spec-bench.js";
 import { benchRounds, roundTable } from "../bench/round-bench.js";
 import type { TargetConfig } from "../model/config.js";
 import { native } from "../native.js";
-import type { TreeShape } from "../spec/tree-policy.js";
-import { type Parsed, UsageError, num, parse, str } from "./args.js";
+import { type Parsed, UsageError, num, parse, speculationOf, str, treeOf } from "./args.js";
 
 const HELP = `usage: eagle3 bench --model DIR --draft DIR [options]     baseline against EAGLE-3 on real prompts
        eagle3 bench --random PRESET [options]               the target's speed on random weights of a real shape
@@ -118,18 +117,6 @@ async function runRounds(p: Parsed, preset: string, config: TargetConfig, contex
     await writeFile(out, JSON.stringify(record, null, 2) + "\n");
   }
   return 0;
-}
-
-function treeOf(p: Parsed): TreeShape | undefined {
-  const tree = str(p, "tree")?.split(",").map(Number);
-  if (tree && (tree.length !== 3 || tree.some((x) => !Number.isInteger(x)))) throw new UsageError("--tree takes S,K,N", p.help);
-  return tree && { steps: tree[0], topk: tree[1], draftTokens: tree[2] };
-}
-
-function speculationOf(p: Parsed): "auto" | "always" {
-  const v = str(p, "speculation") ?? "auto";
-  if (v !== "auto" && v !== "always") throw new UsageError("--speculation takes auto or always", p.help);
-  return v;
 }
 
 function list(p: Parsed, name: string, def: string): number[] {

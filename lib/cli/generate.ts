@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { Engine, type GenerateInput } from "../engine.js";
 import type { ChatMessage } from "../tokenizer/tokenizer.js";
-import { UsageError, num, parse, str } from "./args.js";
+import { UsageError, num, parse, speculationOf, str, treeOf } from "./args.js";
 import { defaultModel } from "./defaults.js";
 
 const HELP = `usage: eagle3 generate [options]
@@ -20,7 +20,10 @@ const HELP = `usage: eagle3 generate [options]
   --stop TEXT          stop string (repeatable)
   --ignore-eos         keep generating past end-of-sequence tokens
   --max-context N      prompt + completion capacity (default min(model limit, 8192))
-  --json               print one JSON object (text, tokens, timings) instead of streaming text`;
+  --draft DIR          an EAGLE-3 head for --model: speculative decoding (output stays the target's)
+  --speculation MODE   auto (default: speculate where it measures faster) or always
+  --tree S,K,N         draft steps, top-k and draft tokens (default: chosen per batch size)
+  --json               print one JSON object (text, tokens, timings, speculative counters) instead of streaming text`;
 
 export async function run(argv: string[]): Promise<number> {
   const p = parse(argv, {
@@ -29,12 +32,14 @@ export async function run(argv: string[]): Promise<number> {
     "max-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
     "top-p": { type: "string" }, seed: { type: "string" }, stop: { type: "string", multiple: true },
     "ignore-eos": { type: "boolean" }, "max-context": { type: "string" }, json: { type: "boolean" },
+    draft: { type: "string" }, speculation: { type: "string" }, tree: { type: "string" },
   }, HELP);
   if (!p) return 0;
   const given = ["prompt", "chat", "messages"].filter((k) => p.values[k] !== undefined);
   if (given.length > 1) throw new UsageError(`give one of --prompt, --chat, --messages (got ${given.join(", ")})`, HELP);
   const input = await readInput(p);
-  const model = str(p, "model");
+  const model = str(p, "model"), draft = str(p, "draft");
+  if (draft && !model) throw new UsageError("--draft needs the --model it was trained for", HELP);
   const defaults = model ? undefined : defaultModel();
   await using engine = await Engine.load({
     model: model ?? defaults!.model,
@@ -42,6 +47,9 @@ export async function run(argv: string[]): Promise<number> {
     device: str(p, "device") as "cuda" | "cpu" | undefined,
     maxContext: num(p, "max-context"),
     maxBatch: 1,
+    draft,
+    speculation: speculationOf(p),
+    tree: treeOf(p),
   });
   const options = {
     maxTokens: num(p, "max-tokens") ?? 64,

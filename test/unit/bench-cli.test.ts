@@ -1,4 +1,4 @@
-/** `eagle3 bench --model --draft` end to end on the CPU: real tokenizer, 32k → 151,936 vocabulary map. */
+/** `eagle3 bench` and `eagle3 generate` with --draft end to end on the CPU: real tokenizer, 32k → 151,936 vocabulary map. */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -30,6 +30,18 @@ describe("EAGLE-3 with a full-vocabulary pair on the CPU", () => {
       expect(b.tokens).toEqual(a.tokens);
       expect(b.text).toBe(a.text);
     }
+  });
+
+  it("eagle3 generate --draft streams the target's greedy output and reports the rounds", async () => {
+    const args = ["generate", "--model", pair.target, "--tokenizer", qwen3TokenizerDir(), "--device", "cpu", "--prompt", "def fib(n):",
+      "--max-tokens", "12", "--ignore-eos", "--json"];
+    const plain = JSON.parse((await run(process.execPath, [cli, ...args], { timeout: 60_000 })).stdout);
+    const spec = JSON.parse((await run(process.execPath, [cli, ...args, "--draft", pair.draft, "--speculation", "always", "--tree", "3,2,4"], { timeout: 60_000 })).stdout);
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(plain.speculative).toBeUndefined();
+    expect(spec.speculative.rounds).toBeGreaterThan(0);
+    expect(spec.speculative.draftedTokens).toBe(3 * spec.speculative.rounds);
+    await expect(run(process.execPath, [cli, "generate", "--draft", pair.draft])).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/--draft needs the --model/) });
   });
 
   it("eagle3 bench prints the table and writes the JSON and the plot", async () => {
