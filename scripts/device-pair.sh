@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine: train the target/draft pair (bench/train_pair.py) unless /tmp/pair holds one
 # from an earlier call on the same (still warm) machine, then run `eagle3 bench` on it: greedy with
-# the speculation policy (auto) and with a round every iteration (always), and at temperature 0.7.
+# the speculation policy (auto) and with a round every iteration (always), and at temperature 0.7,
+# after checking that greedy output with the draft equals output without it (test/gpu/trained-pair).
 # Results and logs go to $OUT.
 #   source .device/enter.sh && bash scripts/device-pair.sh [train|bench|all]
 set -u
@@ -14,6 +15,7 @@ if [ "$what" != bench ] || [ ! -f /tmp/pair/draft/config.json ]; then
   cp /tmp/pair/training.json "$OUT/" 2>/dev/null
 fi
 [ "$what" = train ] && exit 0
+E3_PAIR_DIR=/tmp/pair timeout 300 node node_modules/vitest/vitest.mjs run test/gpu/trained-pair.test.ts > "$OUT/pair-lossless.log" 2>&1; echo "lossless rc=$?"
 common=(--model /tmp/pair/target --draft /tmp/pair/draft --tokenizer "$TOK" --device cuda --max-tokens 128)
 for mode in auto always; do
   timeout 200 node bin/eagle3.js bench "${common[@]}" --dataset humaneval,mtbench --batch ${BATCHES:-1,4,16,32} --speculation $mode \
