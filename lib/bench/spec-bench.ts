@@ -75,7 +75,7 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
         draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),
         baselineStepMs: round(base.stepMs, 3),
       },
-      choices: s.choices?.filter((c) => c.bucket.startsWith(`${bucketOf(batch)}`)),
+      choices: s.choices?.filter((c) => Number.parseInt(c.bucket, 10) === bucketOf(batch)),
     });
   }
   return rows;
