@@ -4,7 +4,7 @@
  * accepted length, acceptance per draft position and the phase breakdown of the rounds.
  */
 import { Engine, type EngineOptions } from "../engine.js";
-import type { Speculation } from "../spec/speculation-policy.js";
+import { type Speculation, batchBucket } from "../spec/speculation-policy.js";
 import { type SpeculativeStats, statsSince } from "../spec/stats.js";
 import { round } from "./stats.js";
 
@@ -75,16 +75,10 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
         draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),
         baselineStepMs: round(base.stepMs, 3),
       },
-      choices: s.choices?.filter((c) => Number.parseInt(c.bucket, 10) === bucketOf(batch)),
+      choices: s.choices?.filter((c) => Number.parseInt(c.bucket, 10) === batchBucket(batch)),
     });
   }
   return rows;
-}
-
-function bucketOf(batch: number): number {
-  let b = 1;
-  while (b < batch) b *= 2;
-  return b;
 }
 
 /**

@@ -98,8 +98,7 @@ export class SpeculationPolicy {
   }
 
   private bucket(batch: number, sampled: boolean): Bucket {
-    let size = 1;
-    while (size < batch) size *= 2;
+    const size = batchBucket(batch);
     const key = `${size}${sampled ? "s" : "g"}`;
     let b = this.buckets.get(key);
     if (!b) {
@@ -135,6 +134,13 @@ export class SpeculationPolicy {
     }
     b.best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && (b.arms[bi].samples < 2 || score(a) > score(b.arms[bi])) ? i : bi), b.best);
   }
+}
+
+/** The policy measures batches in power-of-two buckets: the bucket of `batch` decoding sequences. */
+export function batchBucket(batch: number): number {
+  let size = 1;
+  while (size < batch) size *= 2;
+  return size;
 }
 
 function describe(c: Choice): string {
