@@ -3,7 +3,7 @@
  * change what the model computes and that the engine does not implement is refused, never ignored;
  * in strict mode so is every field this parser does not know.
  */
-import { readCheckpointJson, refuseUnknownFields } from "./json-file.js";
+import { PRETRAINED_BOOKKEEPING, readCheckpointJson, refuseUnknownFields } from "./json-file.js";
 import { badCheckpoint, unsupportedModel } from "../errors.js";
 import { isObject } from "./safetensors.js";
 
@@ -56,23 +56,7 @@ const INERT = new Set([
   "sliding_window",
   "max_window_layers",
   // PretrainedConfig bookkeeping that older transformers wrote out in full.
-  "output_attentions",
-  "output_hidden_states",
-  "return_dict",
-  "torchscript",
-  "use_bfloat16",
-  "tf_legacy_loss",
-  "chunk_size_feed_forward",
-  "is_decoder",
-  "id2label",
-  "label2id",
-  "problem_type",
-  "finetuning_task",
-  "tokenizer_class",
-  "prefix",
-  "sep_token_id",
-  "decoder_start_token_id",
-  "task_specific_params",
+  ...PRETRAINED_BOOKKEEPING,
   // Generation defaults once kept in config.json: they shape sampling, not the model.
   "max_length",
   "min_length",

@@ -5,7 +5,7 @@
  * that would change what the draft computes and that the engine does not implement is refused; in
  * strict mode so is every field this parser does not know.
  */
-import { readCheckpointJson, refuseUnknownFields } from "./json-file.js";
+import { PRETRAINED_BOOKKEEPING, readCheckpointJson, refuseUnknownFields } from "./json-file.js";
 import { badCheckpoint, draftMismatch, unsupportedModel } from "../errors.js";
 import { isObject } from "./safetensors.js";
 
@@ -117,24 +117,8 @@ const INERT = new Set([
   "base_model_ep_plan",
   "draft_attn_kernel",
   // PretrainedConfig bookkeeping that older transformers wrote out in full
-  "output_attentions",
-  "output_hidden_states",
-  "return_dict",
-  "torchscript",
-  "use_bfloat16",
-  "tf_legacy_loss",
-  "chunk_size_feed_forward",
-  "is_decoder",
+  ...PRETRAINED_BOOKKEEPING,
   "is_encoder_decoder",
-  "id2label",
-  "label2id",
-  "problem_type",
-  "finetuning_task",
-  "tokenizer_class",
-  "prefix",
-  "sep_token_id",
-  "decoder_start_token_id",
-  "task_specific_params",
 ]);
 
 /** One JSON object of the config, remembering what was read so that the rest can be reported. */

@@ -27,3 +27,24 @@ export function refuseUnknownFields(source: string, unknown: string[], strict: b
         `load with strictConfig: false to ignore them`,
     );
 }
+
+/** Config fields every transformers PretrainedConfig used to write out: bookkeeping, inert for inference. */
+export const PRETRAINED_BOOKKEEPING = [
+  "output_attentions",
+  "output_hidden_states",
+  "return_dict",
+  "torchscript",
+  "use_bfloat16",
+  "tf_legacy_loss",
+  "chunk_size_feed_forward",
+  "is_decoder",
+  "id2label",
+  "label2id",
+  "problem_type",
+  "finetuning_task",
+  "tokenizer_class",
+  "prefix",
+  "sep_token_id",
+  "decoder_start_token_id",
+  "task_specific_params",
+];
