@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Eagle3Error } from "../../lib/errors.js";
+import { expectRejects } from "../helpers/coded-errors.js";
 import { openCheckpoint } from "../../lib/model/checkpoint.js";
 import { writeRawSafetensors, writeSafetensors } from "./helpers/safetensors-writer.js";
 
@@ -18,15 +18,7 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 /** Asserts a rejection with ERR_BAD_CHECKPOINT whose message contains every fragment. */
-async function rejectsBad(p: Promise<unknown>, ...fragments: string[]): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(Eagle3Error);
-  expect((err as Eagle3Error).code).toBe("ERR_BAD_CHECKPOINT");
-  for (const f of fragments) expect((err as Error).message).toContain(f);
-}
+const rejectsBad = (p: Promise<unknown>, ...fragments: string[]) => expectRejects(p, "ERR_BAD_CHECKPOINT", ...fragments);
 
 const writeIndex = (weightMap: unknown) =>
   writeFile(join(dir, INDEX), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));

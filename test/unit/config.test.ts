@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Eagle3Error } from "../../lib/errors.js";
+import { expectThrows } from "../helpers/coded-errors.js";
 import { parseTargetConfig, readTargetConfig } from "../../lib/model/config.js";
 
 const SRC = "/models/x/config.json";
@@ -85,17 +86,7 @@ const qwen2 = (patch: Record<string, unknown>) => ({ ...QWEN25_7B, ...patch });
 const qwen3 = (patch: Record<string, unknown>) => ({ ...QWEN3_4B, ...patch });
 
 /** Asserts that `fn` throws `code` with a message containing the file and every fragment. */
-function throws(fn: () => unknown, code: string, ...fragments: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Eagle3Error);
-  expect((err as Eagle3Error).code).toBe(code);
-  for (const f of [SRC, ...fragments]) expect((err as Error).message).toContain(f);
-}
+const throws = (fn: () => unknown, code: string, ...fragments: string[]) => expectThrows(fn, code, SRC, ...fragments);
 
 describe("parseTargetConfig: real configs", () => {
   it("parses Qwen2.5-7B-Instruct", () => {

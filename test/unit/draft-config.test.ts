@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Eagle3Error } from "../../lib/errors.js";
+import { expectThrows } from "../helpers/coded-errors.js";
 import { type DraftTarget, defaultAuxLayers, parseDraftConfig, readDraftConfig } from "../../lib/model/draft-config.js";
 
 const SRC = "/drafts/x/config.json";
@@ -180,17 +180,7 @@ const parse = (json: unknown, target = QWEN3_8B, opts?: Parameters<typeof parseD
   parseDraftConfig(json, SRC, target, opts);
 
 /** Asserts that `fn` throws `code` with a message containing the file and every fragment. */
-function throws(fn: () => unknown, code: string, ...fragments: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Eagle3Error);
-  expect((err as Eagle3Error).code).toBe(code);
-  for (const f of [SRC, ...fragments]) expect((err as Error).message).toContain(f);
-}
+const throws = (fn: () => unknown, code: string, ...fragments: string[]) => expectThrows(fn, code, SRC, ...fragments);
 
 describe("parseDraftConfig: published flavours", () => {
   it("parses SpecForge's llama3-8B draft", () => {
