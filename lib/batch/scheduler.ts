@@ -15,7 +15,7 @@ import { SpeculativeCounters, type SpeculativeStats } from "../spec/stats.js";
 import type { TreePolicy, TreeShape } from "../spec/tree-policy.js";
 import { PageAllocator } from "./page-allocator.js";
 import { type SamplingOptions, Sequence } from "./sequence.js";
-import { type StepEntry, buildStep, packSampling } from "./step-plan.js";
+import { type StepEntry, buildSpecPrefill, buildStep, packSampling } from "./step-plan.js";
 
 export interface StepExecutor {
   step(step: NativeStep): Promise<NativeStepResult>;
@@ -178,19 +178,7 @@ export class Scheduler {
       budget -= count;
       entries.push({ seq, count, start: seq.drafted, samples: false });
     }
-    const step = buildStep(entries);
-    const next = new Int32Array(step.tokens.length);
-    let t = 0;
-    for (const { seq, count, start } of entries) {
-      for (let j = 0; j < count; j++) next[t + j] = seq.tokens[start! + j + 1];
-      t += count;
-    }
-    await this.executor.prefillSpeculative({
-      ...step,
-      slots: Int32Array.from(entries, (e) => e.seq.slot),
-      nextTokens: next,
-      finalChunk: Uint8Array.from(entries, (e) => Number(e.start! + e.count === e.seq.cached)),
-    });
+    await this.executor.prefillSpeculative(buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached));
     for (const e of entries) e.seq.drafted = e.start! + e.count;
   }
 
@@ -215,21 +203,7 @@ export class Scheduler {
       budget -= count;
       entries.push({ seq, count, samples: count === seq.pending });
     }
-    const step = buildStep(entries);
-    const next = new Int32Array(step.tokens.length);
-    let t = 0;
-    for (const { seq, count, start = seq.cached } of entries) {
-      // The draft pairs the feature of position p with the token at p + 1 (§2.5); past the known
-      // tokens that is the one this step samples (-1).
-      for (let j = 0; j < count; j++) next[t + j] = start + j + 1 < seq.tokens.length ? seq.tokens[start + j + 1] : -1;
-      t += count;
-    }
-    const result = await this.executor.prefillSpeculative({
-      ...step,
-      slots: Int32Array.from(entries, (e) => e.seq.slot),
-      nextTokens: next,
-      finalChunk: Uint8Array.from(entries, (e) => Number(e.samples)),
-    });
+    const result = await this.executor.prefillSpeculative(buildSpecPrefill(entries, (e) => e.samples));
     this.apply(entries, result);
     for (const { seq } of entries) seq.drafted = seq.cached;
   }

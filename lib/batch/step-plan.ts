@@ -1,5 +1,5 @@
 /** Packs one step (which sequences advance by how many tokens) into the native step layout. */
-import type { NativeStep } from "../native.js";
+import type { NativeSpecPrefill, NativeStep } from "../native.js";
 import type { Sequence } from "./sequence.js";
 
 export interface StepEntry {
@@ -46,6 +46,28 @@ export function buildStep(entries: readonly StepEntry[], opts: { wantLogits?: bo
     sampling: packSampling(sampled),
     wantLogits: opts.wantLogits,
     wantHidden: opts.wantHidden,
+  };
+}
+
+/**
+ * A prefill step whose draft runs over the same tokens: the draft pairs the feature of position p
+ * with the token at p + 1 (eagle3-reference.md §2.5), -1 where that is the token this step
+ * samples. `final(e)`: the entry's chunk ends where the draft must keep its state.
+ */
+export function buildSpecPrefill(entries: readonly StepEntry[], final: (e: StepEntry) => boolean): NativeSpecPrefill {
+  const step = buildStep(entries);
+  const next = new Int32Array(step.tokens.length);
+  let t = 0;
+  for (const e of entries) {
+    const start = e.start ?? e.seq.cached;
+    for (let j = 0; j < e.count; j++) next[t + j] = start + j + 1 < e.seq.tokens.length ? e.seq.tokens[start + j + 1] : -1;
+    t += e.count;
+  }
+  return {
+    ...step,
+    slots: Int32Array.from(entries, (e) => e.seq.slot),
+    nextTokens: next,
+    finalChunk: Uint8Array.from(entries, (e) => Number(final(e))),
   };
 }
 

@@ -6,7 +6,7 @@
  */
 import { PageAllocator } from "../batch/page-allocator.js";
 import { Sequence } from "../batch/sequence.js";
-import { type StepEntry, buildStep, packSampling } from "../batch/step-plan.js";
+import { buildSpecPrefill, buildStep, packSampling } from "../batch/step-plan.js";
 import type { TargetConfig } from "../model/config.js";
 import { TargetModel } from "../model/target.js";
 import type { DeviceName } from "../native.js";
@@ -74,10 +74,7 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
       for (const s of seqs)
         while (s.cached < o.context) {
           const count = Math.min(o.context - s.cached, maxStepTokens), samples = s.cached + count === o.context;
-          const entries: StepEntry[] = [{ seq: s, count, samples }];
-          const step = buildStep(entries);
-          const next = Int32Array.from({ length: count }, (_, j) => (s.cached + j + 1 < s.tokens.length ? s.tokens[s.cached + j + 1] : -1));
-          const res = await model.prefillSpeculative({ ...step, slots: Int32Array.of(s.slot), nextTokens: next, finalChunk: Uint8Array.of(Number(samples)) });
+          const res = await model.prefillSpeculative(buildSpecPrefill([{ seq: s, count, samples }], (e) => e.samples));
           s.cached += count;
           if (samples) s.tokens.push(res.tokens![0]);
         }
