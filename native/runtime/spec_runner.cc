@@ -139,14 +139,12 @@ void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int
 
 void SpecRunner::check_round(const HostSpecRound& r) const {
   check_tree_shape(r.shape);
-  const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
+  const int B = int(r.slots.size()), K = r.shape.topk;
   E3_ARG(B >= 1 && r.committed.size() == size_t(B) && r.roots.size() == size_t(B) && r.sampling.size() == size_t(B) &&
              r.max_pages >= 1 && r.page_table.size() == size_t(B) * r.max_pages,
          "round: slots, committed, roots, sampling need one entry per sequence and pageTable B × maxPages");
   E3_ARG(K <= kMaxTopk && K <= draft_.config().draft_vocab, "round: topk above what the draft keeps");
-  E3_ARG(int64_t(B) * std::max({N, K, S + 1}) <= draft_.max_tokens() && int64_t(B) * N <= target_->model().max_tokens() &&
-             int64_t(B) * N <= target_->logits().dim(0),
-         "round: the batch's tree is larger than the step buffers");
+  E3_ARG(fits(B, r.shape), "round: the batch's tree is larger than the step buffers");
   const int page = draft_kv_.page_size, cap = r.max_pages * page, scratch = tree_scratch(r.shape);
   for (int b = 0; b < B; ++b) {
     std::string seq = "round: sequence " + std::to_string(b);
@@ -160,6 +158,12 @@ void SpecRunner::check_round(const HostSpecRound& r) const {
                                                    std::to_string(target_->pages()));
     }
   }
+}
+
+bool SpecRunner::fits(int64_t B, const TreeShape& s) const {
+  const int64_t N = s.draft_tokens;
+  return B * std::max({N, int64_t(s.topk), int64_t(s.steps) + 1}) <= draft_.max_tokens() &&
+         B * N <= target_->model().max_tokens() && B * N <= target_->logits().dim(0);
 }
 
 std::unique_ptr<SpecRunner::Round> SpecRunner::make_round(int B, const TreeShape& s) {
@@ -216,17 +220,18 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
     }
     return s;
   };
+  // Every step shares one page table, and the draft steps' mask base is the committed length.
   for (int i = 1; i < S; ++i) {
     HostStep d = step(K, (i - 1) * K, [&](int L, int) { return L - 1 + i; },
                       [&](int j) { return int64_t(1) << ((i - 1) * K + j); });
-    d.tree_base = committed;
-    rb.inputs.add_step(d, draft_kv_.page_size, rb.drafts[size_t(i - 1)], max_kv);
+    rb.inputs.add_step(d, draft_kv_.page_size, rb.drafts[size_t(i - 1)], max_kv, false);
   }
   HostStep v = step(N, 0, [](int L, int) { return L; }, [](int j) { return int64_t(1) << j; });
-  rb.inputs.add_step(v, draft_kv_.page_size, rb.verify, max_kv);
+  rb.inputs.add_step(v, draft_kv_.page_size, rb.verify, max_kv, false);
   HostStep e = step(S + 1, 0, [](int L, int k) { return L + k; }, [](int) { return int64_t(0); });
   e.logit_rows.assign(size_t(Bp), 0);
-  rb.inputs.add_step(e, draft_kv_.page_size, rb.extend, max_kv);
+  rb.inputs.add_step(e, draft_kv_.page_size, rb.extend, max_kv, false);
+  rb.inputs.add(pages.data(), pages.size() * 4, DType::I32, {Bp, width}, &rb.page_table);
   rb.inputs.add(slots, &rb.slots);
   rb.inputs.add(slot_rows, &rb.slot_rows);
   rb.inputs.add(committed, &rb.committed);
@@ -236,6 +241,11 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
   rb.inputs.add(sampling.data(), sampling.size() * sizeof(SamplingParams), DType::U8,
                 {int64_t(sampling.size() * sizeof(SamplingParams))}, &rb.sampling);
   rb.inputs.upload(ops_);
+  for (StepTensors& d : rb.drafts) {
+    d.layout.page_table = rb.page_table;
+    d.layout.tree_base = rb.committed;
+  }
+  rb.verify.layout.page_table = rb.extend.layout.page_table = rb.page_table;
 }
 
 void SpecRunner::draft_tree(Round& rb) {
@@ -281,7 +291,7 @@ void SpecRunner::commit(Round& rb) {
   ops_.tree_commit(rb.verify.tokens, rb.path, rb.accepted, rb.bonus, rb.extend.tokens, rb.feature_rows,
                    rb.extend.logit_rows);
   const KvCache& kv = target_->kv();
-  ops_.kv_compact(kv.pool, rb.verify.layout.page_table, kv.page_size, rb.committed, rb.path, rb.accepted);
+  ops_.kv_compact(kv.pool, rb.page_table, kv.page_size, rb.committed, rb.path, rb.accepted);
   Tensor feats = features_.rows(0, B * (S + 1));
   ops_.gather_rows(target_->hidden(), rb.feature_rows, feats);
   Tensor logits = logits_.rows(0, B), states = states_.rows(0, B * (S + 1));
@@ -301,8 +311,7 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   // cost tens of rounds, and the speculation policy tries shapes only now and then.
   int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 1024), page = draft_kv_.page_size;
   int width = Executor::round_up_pow2(std::max(r.max_pages, (kb + page - 1) / page), 1);
-  if (!r.profile && target_->graphs() && Bp > 0 && int64_t(Bp) * std::max({N, K, S + 1}) <= draft_.max_tokens() &&
-      int64_t(Bp) * N <= target_->model().max_tokens() && int64_t(Bp) * N <= target_->logits().dim(0)) {
+  if (!r.profile && target_->graphs() && Bp > 0 && fits(Bp, r.shape)) {
     RoundKey key{Bp, S, K, N, kb, width, sampled};
     std::unique_ptr<Round>& rb = graphs_[key];
     if (!rb) rb = make_round(Bp, r.shape);

@@ -61,6 +61,7 @@ class SpecRunner {
   struct Round {
     UploadArena inputs;
     Tensor slots, slot_rows, committed, roots;   // uploaded: [B], [B·K], [B], [B]
+    Tensor page_table;                           // uploaded: [B, pages], shared by every step
     Tensor sampling;                             // uploaded: SamplingParams [B]
     std::vector<StepTensors> drafts;             // S − 1 draft steps; tokens and masks written on the device
     StepTensors verify, extend;                  // the target's tree step and the draft extend
@@ -78,6 +79,8 @@ class SpecRunner {
     }
   };
   void check_round(const HostSpecRound& r) const;
+  // Whether B sequences of shape s fit the draft's and the target's step buffers.
+  bool fits(int64_t B, const TreeShape& s) const;
   // Allocates a Round's device-written tensors for B sequences of shape s.
   std::unique_ptr<Round> make_round(int B, const TreeShape& s);
   // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: exact) and uploads it.

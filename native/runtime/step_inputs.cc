@@ -12,7 +12,7 @@ void UploadArena::add(const void* src, size_t bytes, DType dt, Shape shape, Tens
   pending_.push_back({offset, dt, std::move(shape), dst});
 }
 
-void UploadArena::add_step(const HostStep& s, int page_size, StepTensors& io, int max_kv_len) {
+void UploadArena::add_step(const HostStep& s, int page_size, StepTensors& io, int max_kv_len, bool with_page_table) {
   int64_t T = int64_t(s.tokens.size()), S = int64_t(s.kv_len.size());
   std::vector<int32_t> token_seq(static_cast<size_t>(T)), slots(static_cast<size_t>(T));
   AttentionLayout& L = io.layout;
@@ -36,7 +36,7 @@ void UploadArena::add_step(const HostStep& s, int page_size, StepTensors& io, in
   add(s.positions, &io.positions);
   add(s.q_start, &L.q_start);
   add(s.kv_len, &L.kv_len);
-  add(s.page_table.data(), s.page_table.size() * 4, DType::I32, {S, s.max_pages}, &L.page_table);
+  if (with_page_table) add(s.page_table.data(), s.page_table.size() * 4, DType::I32, {S, s.max_pages}, &L.page_table);
   add(token_seq, &L.token_seq);
   add(slots, &L.slots);
   add(s.logit_rows, &io.logit_rows);

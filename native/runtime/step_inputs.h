@@ -30,8 +30,9 @@ class UploadArena {
   void add(const std::vector<int32_t>& v, Tensor* dst) { add(v.data(), v.size() * 4, DType::I32, {int64_t(v.size())}, dst); }
   // Queues a step's inputs (cache slots derived from its page tables) into io's input views
   // (outputs stay undefined). max_kv_len, when given, replaces the layout's bound (graphs serve
-  // a range of lengths).
-  void add_step(const HostStep& s, int page_size, StepTensors& io, int max_kv_len = -1);
+  // a range of lengths). Without with_page_table the caller binds io.layout.page_table to a
+  // table it shares between steps.
+  void add_step(const HostStep& s, int page_size, StepTensors& io, int max_kv_len = -1, bool with_page_table = true);
   // Everything queued in one copy, into an arena grown on demand (the same arena, at the same
   // address, for the same sizes). The views stay valid until the next upload.
   void upload(Ops& ops);
