@@ -115,8 +115,12 @@ export class Scheduler {
     while (this.loop) await this.loop;
   }
 
+  /**
+   * Starts the loop on the next macrotask, so that requests submitted in the same turn of the
+   * event loop are admitted to the same first step (and, being scheduled alike, draw alike).
+   */
   private kick(): void {
-    this.loop ??= this.run().finally(() => {
+    this.loop ??= new Promise((resolve) => setImmediate(resolve)).then(() => this.run()).finally(() => {
       this.loop = undefined;
       if (this.waiting.length) this.kick();
     });

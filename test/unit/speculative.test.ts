@@ -18,6 +18,7 @@ import { FIXTURES, readGolden } from "../helpers/golden.js";
 const target = join(FIXTURES, "qwen3-tiny");
 const drafts = ["eagle3-qwen3-tiny", "eagle3-qwen3-tiny-bin"].map((d) => join(FIXTURES, d));
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+const readGoldenIds = () => (JSON.parse(readFileSync(join(target, "golden.json"), "utf8")) as { prompts: Array<{ ids: number[] }> }).prompts[0].ids;
 
 interface DraftGolden {
   prompts: Array<{ ids: number[]; root: number; top_probs: number[]; top_ids: number[]; chain: number[] }>;
@@ -120,6 +121,16 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
 });
 
 describe("EAGLE-3 sampling follows the target distribution", () => {
+  it("requests submitted together share their steps, so sampled rounds draw alike for the same seed (the tree, and so the draws, depend on the batch)", async () => {
+    const prompt = readGoldenIds();
+    await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 64, maxBatch: 4, speculation: "always" });
+    const sample = (seed: number) => spec.complete({ tokens: prompt }, { maxTokens: 12, temperature: 0.8, topP: 0.95, seed, ignoreEos: true });
+    const [a, b, c] = await Promise.all([sample(5), sample(5), sample(6)]);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(c.tokens).not.toEqual(a.tokens);
+    // Admitted in the same turn: one prefill step, then rounds of all three.
+    expect(a.speculative!.rounds).toBe(b.speculative!.rounds);
+  });
   it("the second sampled token's frequencies match the target's exact marginal (chi-square)", async () => {
     const prompt = [11, 22, 33];
     const opts = { temperature: 1.5, topK: 0, topP: 1 };
