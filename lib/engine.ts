@@ -145,7 +145,7 @@ export class Engine {
     const scratch = tree ? tree.scratchTokens + 1 : 0;
     const numPages = kvPages(config, device, {
       wanted: Math.ceil((maxContext + scratch) / pageSize) * maxBatch, atLeast: Math.ceil((maxContext + scratch) / pageSize), pageSize, maxStepTokens,
-      fraction: numberIn("kvCacheFraction", options.kvCacheFraction, 0.9, 0, 1, true), source: model,
+      fraction: numberIn("kvCacheFraction", options.kvCacheFraction, 0.9, 0, 1, true), source: model, draft,
     });
     const target = await TargetModel.load(model, {
       device, maxStepTokens: Math.max(maxStepTokens, tree?.verifyRows(maxBatch) ?? 0), maxLogitRows: tree?.verifyRows(maxBatch) ?? maxBatch,

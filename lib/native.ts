@@ -102,6 +102,8 @@ export interface NativeSpecPrefill extends NativeStep {
   /** Token at context position p + 1 for each new token p; -1 = the token this step samples. */
   nextTokens: Int32Array;
   finalChunk: Uint8Array;
+  /** The draft alone catches up over tokens plain steps ran, from the features they kept. */
+  storedFeatures?: boolean;
 }
 
 /** One speculative round for B sequences (see HostSpecRound). */

@@ -169,9 +169,9 @@ export class Scheduler {
   }
 
   /**
-   * After plain steps the draft is behind: it runs (with the target, for its features) over the
-   * positions it missed, as a prefill whose next tokens are all known. The target rewrites the
-   * same KV entries.
+   * After plain steps the draft is behind: it runs over the positions it missed, as a prefill
+   * whose next tokens are all known, on the features the plain steps kept (the target does not
+   * run again).
    */
   private async catchUp(seqs: Sequence[]): Promise<void> {
     let budget = this.options.maxStepTokens;
@@ -182,7 +182,7 @@ export class Scheduler {
       budget -= count;
       entries.push({ seq, count, start: seq.drafted, samples: false });
     }
-    await this.executor.prefillSpeculative(buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached));
+    await this.executor.prefillSpeculative({ ...buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached), storedFeatures: true });
     for (const e of entries) e.seq.drafted = e.start! + e.count;
   }
 

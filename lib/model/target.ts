@@ -54,7 +54,7 @@ export class TargetModel {
     const ckpt = await openCheckpoint(dir);
     const plan = planQwenWeights(config, ckpt);
     const draftBytes = draft ? draft.plan.plan.bytes : 0;
-    checkDeviceMemory(opts.device, plan.bytes + draftBytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), dir);
+    checkDeviceMemory(opts.device, plan.bytes + draftBytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device, draft?.config), dir);
     const total = plan.bytes + draftBytes;
     const progress = (base: number) => (p: LoadProgress) =>
       opts.onProgress?.({ bytesLoaded: base + p.bytesLoaded, bytesTotal: total, fraction: total ? (base + p.bytesLoaded) / total : 1 });
@@ -84,7 +84,7 @@ export class TargetModel {
     const draftConfig = draftSlots > 0 ? randomDraftConfig(config) : undefined;
     if (draftConfig) shapes.push(...randomDraftShapes(draftConfig).map(([k, sh, norm]): [string, number[], boolean] => [`draft.${k}`, sh, norm]));
     const bytes = shapes.reduce((n, [, sh]) => n + 2 * sh.reduce((a, b) => a * b, 1), 0);
-    checkDeviceMemory(opts.device, bytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device), name);
+    checkDeviceMemory(opts.device, bytes + kvCacheBytes(config, opts.numPages, opts.pageSize, opts.device, draftConfig), name);
     const addon = native();
     const ops = new addon.NativeOps(opts.device);
     const weights = new Map<string, NativeTensor>();
@@ -224,28 +224,33 @@ export function weightBytes(cfg: TargetConfig): number {
  */
 export function kvCachePages(
   cfg: TargetConfig, device: DeviceName,
-  o: { wanted: number; atLeast: number; pageSize: number; maxStepTokens: number; fraction: number; source: string },
+  o: { wanted: number; atLeast: number; pageSize: number; maxStepTokens: number; fraction: number; source: string; draft?: DraftAttachment },
 ): number {
   if (device !== "cuda") return o.wanted;
   const gpu = cudaDevice(o.source);
   const free = gpu.freeBytes;
   const steps = o.maxStepTokens * (6 * cfg.hiddenSize + 4 * cfg.intermediateSize + 3 * cfg.numHeads * cfg.headDim) * 2 + (256 << 20);
-  const left = free - weightBytes(cfg) - steps;
-  const perPage = kvCacheBytes(cfg, 1, o.pageSize, device);
+  const weights = weightBytes(cfg) + (o.draft?.plan.plan.bytes ?? 0);
+  const left = free - weights - steps;
+  const perPage = kvCacheBytes(cfg, 1, o.pageSize, device, o.draft?.config);
   const fit = Math.floor((left * o.fraction) / perPage);
   if (fit < o.atLeast)
     throw new Eagle3Error(
       ErrorCode.OUT_OF_MEMORY,
-      `${o.source}: ${gib(weightBytes(cfg))} GiB of weights + ${gib(steps)} GiB of step buffers + ${gib(o.atLeast * perPage)} GiB ` +
+      `${o.source}: ${gib(weights)} GiB of weights + ${gib(steps)} GiB of step buffers + ${gib(o.atLeast * perPage)} GiB ` +
         `of KV cache for one full-length request need more than the ${gib(free)} GiB free on ${gpu.name}`,
     );
   return Math.min(o.wanted, fit);
 }
 
-/** KV bytes for `pages` pages: K and V of every layer, in the device's activation type. */
-export function kvCacheBytes(cfg: TargetConfig, pages: number, pageSize: number, device: DeviceName): number {
+/**
+ * KV bytes for `pages` pages: K and V of every layer, in the device's activation type; with a
+ * draft, also its one layer's K and V and the three features kept per token for its catch-up.
+ */
+export function kvCacheBytes(cfg: TargetConfig, pages: number, pageSize: number, device: DeviceName, draft?: DraftConfig): number {
   const elem = device === "cuda" ? 2 : 4;
-  return 2 * cfg.numLayers * pages * pageSize * cfg.numKvHeads * cfg.headDim * elem;
+  const perToken = 2 * cfg.numLayers * cfg.numKvHeads * cfg.headDim + (draft ? 2 * draft.numKvHeads * draft.headDim + 3 * draft.targetHiddenSize : 0);
+  return pages * pageSize * perToken * elem;
 }
 
 /** The GPU models run on, or ERR_NO_CUDA_DEVICE saying why there is none for `what`. */

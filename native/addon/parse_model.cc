@@ -153,6 +153,7 @@ e3::HostSpecPrefill parse_spec_prefill(const Napi::Object& o) {
   p.slots = typed_vector<int32_t, napi_int32_array>(o, "slots", true);
   p.next_tokens = typed_vector<int32_t, napi_int32_array>(o, "nextTokens", true);
   p.final_chunk = typed_vector<uint8_t, napi_uint8_array>(o, "finalChunk", true);
+  p.stored_features = get_bool(o, "storedFeatures", false);
   return p;
 }
 

@@ -47,6 +47,8 @@ SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftW
   features_ = Tensor::empty(dev, act, {max_tokens, 3 * int64_t(cfg.target_hidden)});
   topk_probs_ = Tensor::empty(dev, DType::F32, {int64_t(max_tokens) * kMaxTopk});
   topk_ids_ = Tensor::empty(dev, DType::I32, {int64_t(max_tokens) * kMaxTopk});
+  feature_store_ = Tensor::empty(dev, act, {int64_t(target_->kv().num_pages) * target_->kv().page_size, 3 * int64_t(cfg.target_hidden)});
+  target_->keep_features(feature_store_);
 }
 
 void SpecRunner::draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
@@ -92,8 +94,8 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
          "prefill: one sampled logit row for each sequence whose prompt ends in this step");
   for (int32_t slot : p.slots)
     E3_ARG(slot >= 0 && slot < spare_slot_, "prefill: no draft slot " + std::to_string(slot));
-  StepTensors io = target_->prepare(s);
-  target_->compute(io, Executor::sampling_of(s));
+  E3_ARG(!p.stored_features || samplers == 0, "prefill: a draft catching up over stored features samples nothing");
+  if (!p.stored_features) target_->compute(target_->prepare(s), Executor::sampling_of(s));
   std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), samplers);
   HostStep d = s;
   d.tokens = p.next_tokens;
@@ -122,10 +124,15 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   prefill_inputs_.upload(ops_);
   Tensor logits = logits_.rows(0, int64_t(finals.size()));
   Tensor states = states_.rows(0, int64_t(T));
-  draft(in, target_->hidden().rows(0, int64_t(T)), Tensor(), logits, states);
+  Tensor feats = target_->hidden().rows(0, int64_t(T));
+  if (p.stored_features) {
+    feats = features_.rows(0, int64_t(T));
+    ops_.gather_rows(feature_store_, in.layout.slots, feats);
+  }
+  draft(in, feats, Tensor(), logits, states);
   store_slots(slots_t, logits, states, in.logit_rows);
   StepResult out;
-  target_->download(s, out);
+  if (!p.stored_features) target_->download(s, out);
   return out;
 }
 

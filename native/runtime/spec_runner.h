@@ -16,13 +16,16 @@
 
 namespace e3 {
 
-// A target prefill step (with feature capture) followed by the draft extend over the same tokens.
+// A target prefill step (with feature capture) followed by the draft extend over the same tokens;
+// or, with stored_features, the draft alone over tokens that plain steps already ran (the draft
+// catching up), its features read from where those steps kept them.
 struct HostSpecPrefill {
   HostStep step;                       // the target step; its logit rows are the sequences' last tokens
   std::vector<int32_t> slots;          // [S] draft state slot of each sequence
   std::vector<int32_t> next_tokens;    // [T] token at context position p + 1 for each new token p;
                                        // -1 = the token this step samples (a prompt's final chunk)
   std::vector<uint8_t> final_chunk;    // [S] the chunk ends the prompt: keep the draft's state
+  bool stored_features = false;
 };
 
 struct HostSpecRound {
@@ -107,6 +110,7 @@ class SpecRunner {
   int spare_slot_;  // state slot of graph padding sequences
   Tensor cand_probs_, cand_ids_, state_;   // per slot: [slots + 1, kMaxTopk] ×2, [slots + 1, H]
   Tensor logits_, states_, states_next_, features_, topk_probs_, topk_ids_;
+  Tensor feature_store_;  // [cache rows, 3·Ht]: features of the tokens plain steps ran
   UploadArena prefill_inputs_;
   std::unique_ptr<Round> eager_;
   std::map<RoundKey, std::unique_ptr<Round>> graphs_;

@@ -99,6 +99,18 @@ void Executor::compute(const StepTensors& io, Sampling sampling) {
   else if (sampling == Sampling::Draw) ops_->sample(io.logits, io.sampling, out);
 }
 
+void Executor::keep_features(const Tensor& store) {
+  E3_ARG(hidden_.defined() && store.dim(0) == int64_t(kv_.num_pages) * kv_.page_size && store.dim(1) == hidden_.dim(1) &&
+             store.dtype() == hidden_.dtype(),
+         "the feature store needs one row of the captured hidden states per KV cache row");
+  feature_store_ = store;
+}
+
+void Executor::compute_step(const StepTensors& io, Sampling sampling) {
+  compute(io, sampling);
+  if (feature_store_.defined()) ops_->scatter_rows(io.hidden, io.layout.slots, feature_store_);
+}
+
 Executor::Sampling Executor::sampling_of(const HostStep& s) {
   if (s.sampling.empty()) return Sampling::None;
   for (const SamplingParams& p : s.sampling)
@@ -119,7 +131,7 @@ StepResult Executor::run(const HostStep& s) {
   } else {
     StepTensors io = prepare(s);
     if (s.want_timing) ops_->timer_start();
-    compute(io, sampling_of(s));
+    compute_step(io, sampling_of(s));
     if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
   }
   download(s, out);
@@ -159,8 +171,8 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
   if (it == graphs_by_key_.end()) {
     auto inputs = std::make_unique<UploadArena>();
     StepTensors io = with_outputs(inputs->upload_step(*ops_, p, kv_.page_size, kb));  // the graph serves contexts up to kb
-    compute(io, mode);  // warm-up: sizes workspaces and plans before capture
-    int id = ops_->capture([&] { compute(io, mode); });
+    compute_step(io, mode);  // warm-up: sizes workspaces and plans before capture
+    int id = ops_->capture([&] { compute_step(io, mode); });
     it = graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id}).first;
     out.captured = true;
   } else {

@@ -43,6 +43,10 @@ class Executor {
   enum class Sampling { None, Greedy, Draw };
   static Sampling sampling_of(const HostStep& s);
   void compute(const StepTensors& io, Sampling sampling);
+  // From now on run() also keeps each token's captured hidden states (the draft's features) in
+  // `store` [cache rows, C·H], at the token's KV cache row: a speculative runner's draft can then
+  // catch up over plain steps without the target running again.
+  void keep_features(const Tensor& store);
   // Input views (staged elsewhere) bound to the executor's output buffers.
   StepTensors with_outputs(StepTensors io) const;
   void download(const HostStep& s, StepResult& out);
@@ -71,6 +75,8 @@ class Executor {
     int graph;
   };
   void run_graph(const HostStep& s, StepResult& out);
+  // compute(), then the features kept for the draft (when keep_features() asked for them).
+  void compute_step(const StepTensors& io, Sampling sampling);
 
   std::unique_ptr<Ops> ops_;
   QwenModel model_;
@@ -78,6 +84,7 @@ class Executor {
   bool graphs_;
   int scratch_page_;  // index of the scratch page = the pages the batch layer may use
   Tensor logits_, hidden_, sampled_;
+  Tensor feature_store_;  // [cache rows, C·H] or undefined
   UploadArena inputs_;  // eager steps' inputs
   std::map<GraphKey, GraphEntry> graphs_by_key_;
 };

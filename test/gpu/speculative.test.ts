@@ -10,6 +10,10 @@ import { Engine } from "../../lib/engine.js";
 import { FIXTURES, readGolden } from "../helpers/golden.js";
 import { hasCuda } from "../helpers/tensors.js";
 import { expectSameOrNearTie } from "../helpers/divergence.js";
+import { runCatchUp } from "../helpers/catch-up.js";
+import { readTargetConfig } from "../../lib/model/config.js";
+import { openDraft } from "../../lib/model/draft.js";
+import { TargetModel } from "../../lib/model/target.js";
 
 const target = join(FIXTURES, "qwen3-tiny");
 const draft = join(FIXTURES, "eagle3-qwen3-tiny");
@@ -46,6 +50,24 @@ describe.skipIf(!hasCuda)(title, () => {
     expect(c.tokens).not.toEqual(a.tokens);
     await expectSameOrNearTie(plain.target, ids, greedy.tokens, want.tokens, 3e-2, "greedy beside sampled");
     expect(spec.stats().speculative!.rounds).toBeGreaterThan(0);
+  });
+
+  it("the draft catching up from the features plain steps kept (decode graphs) agrees with the target run again", async () => {
+    const { config } = await readTargetConfig(target);
+    const model = await TargetModel.load(target, { device: "cuda", maxStepTokens: 128, numPages: 16, pageSize: 4 }, config, await openDraft(draft, config, 2));
+    try {
+      const { before, stored, rerun } = await runCatchUp(model, [11, 22, 33, 44, 55], 6, 4);
+      // bf16: decode-graph GEMVs against a prefill GEMM; the same leader, probabilities within tolerance.
+      expect(stored.ids[0]).toBe(rerun.ids[0]);
+      for (let i = 0; i < 4; i++) {
+        const j = Array.from(rerun.ids).indexOf(stored.ids[i]);
+        expect(j, `rank ${i}`).toBeGreaterThanOrEqual(0);
+        expect(Math.abs(stored.probs[i] - rerun.probs[j])).toBeLessThan(0.02);
+      }
+      expect(Array.from(stored.ids)).not.toEqual(Array.from(before.ids));
+    } finally {
+      model.dispose();
+    }
   });
 
   it("the draft's top candidates after a prompt match the PyTorch reference", async () => {

@@ -9,10 +9,11 @@ import { describe, expect, it } from "vitest";
 import { Engine } from "../../lib/engine.js";
 import { PageAllocator } from "../../lib/batch/page-allocator.js";
 import { Sequence } from "../../lib/batch/sequence.js";
-import { buildStep, packSampling } from "../../lib/batch/step-plan.js";
+import { buildSpecPrefill, buildStep, packSampling } from "../../lib/batch/step-plan.js";
 import { readTargetConfig } from "../../lib/model/config.js";
 import { openDraft } from "../../lib/model/draft.js";
 import { TargetModel } from "../../lib/model/target.js";
+import { runCatchUp } from "../helpers/catch-up.js";
 import { FIXTURES, readGolden } from "../helpers/golden.js";
 
 const target = join(FIXTURES, "qwen3-tiny");
@@ -77,6 +78,23 @@ describe("EAGLE-3 rounds refuse bad input", () => {
       const step = buildStep([{ seq, count: 4, samples: true }]);
       await expect(model.prefillSpeculative({ ...step, slots: Int32Array.of(0), nextTokens: Int32Array.of(2, -1, 4, -1), finalChunk: Uint8Array.of(1) }))
         .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/-1 only at the end/) });
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe("EAGLE-3 draft catch-up after plain steps", () => {
+  it("from the features the plain steps kept, the draft ends where the target run again would leave it", async () => {
+    const { config } = await readTargetConfig(target);
+    const model = await TargetModel.load(target, { device: "cpu", maxStepTokens: 128, numPages: 16, pageSize: 4 }, config, await openDraft(drafts[0], config, 2));
+    try {
+      const { before, stored, rerun, seqs } = await runCatchUp(model, [11, 22, 33, 44, 55], 6, 4);
+      expect(Array.from(stored.ids)).toEqual(Array.from(rerun.ids));
+      stored.probs.forEach((p, i) => expect(p).toBeCloseTo(rerun.probs[i], 5));
+      expect(Array.from(stored.ids)).not.toEqual(Array.from(before.ids));
+      await expect(model.prefillSpeculative({ ...buildSpecPrefill([{ seq: seqs[0], count: 1, samples: true }], () => true), storedFeatures: true }))
+        .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/samples nothing/) });
     } finally {
       model.dispose();
     }
