@@ -145,6 +145,9 @@ export interface NativeRoundResult {
   acceptMs: number;
   /** Device time of the whole round. */
   deviceMs: number;
+  /** Host time in native code: checking and uploading the round, reading its tokens back. */
+  stageMs: number;
+  readMs: number;
   /** The round recorded a new CUDA graph, so it took longer than its kind usually does. */
   captured?: boolean;
 }

@@ -1,8 +1,9 @@
 /**
  * The cost of speculative rounds at a real shape, with random target and draft weights (so the
  * acceptance is meaningless; the costs are not): per batch size, the device time of a plain decode
- * step beside a round replayed from its graph (wall and device), and the phases of profiled rounds
- * (draft, verification, acceptance + commit), each timed on its own.
+ * step beside a round replayed from its graph (wall and device, and the host's time in native code
+ * and outside it), and the phases of profiled rounds (draft, verification, acceptance + commit),
+ * each replayed from a graph of its own.
  */
 import { PageAllocator } from "../batch/page-allocator.js";
 import { Sequence } from "../batch/sequence.js";
@@ -35,7 +36,10 @@ export interface RoundRow {
   roundWallMs: number;
   roundDeviceMs: number;
   hostShare: number;
-  /** Profiled rounds (eager, phase by phase): device ms per phase. */
+  /** Host ms of a round in native code (checks, staging, upload, reading back) and outside it (N-API, JS). */
+  nativeHostMs: number;
+  otherHostMs: number;
+  /** Profiled rounds (each phase replayed from its own graph): device ms per phase. */
   draftMs: number;
   /** The draft phase per draft forward (S − 1 of them), as a share of the decode step. */
   draftStepShare: number;
@@ -81,7 +85,7 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
       const maxPages = per;
       const pageTable = new Int32Array(B * maxPages);
       seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
-      const wall: number[] = [], device: number[] = [], draft: number[] = [], verify: number[] = [], accept: number[] = [];
+      const wall: number[] = [], device: number[] = [], native: number[] = [], draft: number[] = [], verify: number[] = [], accept: number[] = [];
       for (let r = 0; r < WARMUP + o.rounds + PROFILED; r++) {
         const profile = r >= WARMUP + o.rounds;
         const t0 = performance.now();
@@ -96,6 +100,7 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
           s.cached += res.counts[i];
           at += res.counts[i];
         });
+        if (res.captured) continue;  // recorded its graphs: slower than its kind
         if (profile) {
           draft.push(res.draftMs);
           verify.push(res.verifyMs);
@@ -103,6 +108,7 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
         } else if (r >= WARMUP) {
           wall.push(ms);
           device.push(res.deviceMs);
+          native.push(res.stageMs + res.readMs);
         }
       }
       // Decode steps on the same sequences (their drafts fall behind, which no longer matters).
@@ -116,10 +122,11 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
         if (i >= WARMUP) decode.push(res.deviceMs!);
       }
       for (const s of seqs) pages.release(s.pages);
-      const d = median(decode), rw = median(wall), rd = median(device), dr = median(draft), v = median(verify);
+      const d = median(decode), rw = median(wall), rd = median(device), dr = median(draft), v = median(verify), nh = median(native);
       rows.push({
         batch: B, tree, context: o.context, decodeMs: round(d, 3), roundWallMs: round(rw, 3), roundDeviceMs: round(rd, 3),
-        hostShare: round(Math.max(0, rw - rd) / rw, 3), draftMs: round(dr, 3),
+        hostShare: round(Math.max(0, rw - rd) / rw, 3), nativeHostMs: round(nh, 3), otherHostMs: round(Math.max(0, rw - rd - nh), 3),
+        draftMs: round(dr, 3),
         draftStepShare: round(dr / Math.max(1, tree.steps - 1) / d, 3), verifyMs: round(v, 3), verifyRatio: round(v / d, 3),
         acceptMs: round(median(accept), 3),
       });
@@ -135,9 +142,9 @@ export function roundTable(preset: string, rows: RoundRow[]): string {
   return [
     `${preset}, random target and draft weights: a round's costs against a decode step`,
     "",
-    "| batch | tree S/K/N | decode ms | round wall ms | round device ms | host share | draft ms (per step, of decode) | verify ms (of decode) | accept + commit ms |",
-    "|---:|---|---:|---:|---:|---:|---|---|---:|",
+    "| batch | tree S/K/N | decode ms | round wall ms | round device ms | host share (native / other ms) | draft ms (per step, of decode) | verify ms (of decode) | accept + commit ms |",
+    "|---:|---|---:|---:|---:|---|---|---|---:|",
     ...rows.map((r) => `| ${r.batch} | ${r.tree.steps}/${r.tree.topk}/${r.tree.draftTokens} | ${r.decodeMs} | ${r.roundWallMs} | ${r.roundDeviceMs} | ` +
-      `${(100 * r.hostShare).toFixed(1)}% | ${r.draftMs} (${(100 * r.draftStepShare).toFixed(1)}%) | ${r.verifyMs} (${r.verifyRatio}×) | ${r.acceptMs} |`),
+      `${(100 * r.hostShare).toFixed(1)}% (${r.nativeHostMs} / ${r.otherHostMs}) | ${r.draftMs} (${(100 * r.draftStepShare).toFixed(1)}%) | ${r.verifyMs} (${r.verifyRatio}×) | ${r.acceptMs} |`),
   ].join("\n");
 }

@@ -51,6 +51,8 @@ Napi::Object round_result(Napi::Env env, const e3::SpecRoundResult& r) {
   out.Set("verifyMs", r.verify_ms);
   out.Set("acceptMs", r.accept_ms);
   out.Set("deviceMs", r.device_ms);
+  out.Set("stageMs", r.stage_ms);
+  out.Set("readMs", r.read_ms);
   out.Set("captured", r.captured);
   return out;
 }

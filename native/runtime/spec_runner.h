@@ -34,7 +34,7 @@ struct HostSpecRound {
   std::vector<int32_t> page_table;               // [B · max_pages]
   int max_pages = 0;
   std::vector<SamplingParams> sampling;          // [B]
-  bool profile = false;  // time the phases on the device (eager, synchronising between phases)
+  bool profile = false;  // time the phases on the device, each replayed from its own graph (or eager)
 };
 
 struct SpecRoundResult {
@@ -44,6 +44,7 @@ struct SpecRoundResult {
   std::vector<int32_t> trees;       // [B · N] the verified trees' tokens, root first (diagnostics)
   double draft_ms = 0, verify_ms = 0, accept_ms = 0;  // device time per phase, when profiled
   double device_ms = 0;                               // device time of the whole round
+  double stage_ms = 0, read_ms = 0;                   // host time checking and uploading it, reading it back
   bool captured = false;                              // it recorded a new graph (so it was slower)
 };
 
@@ -71,7 +72,8 @@ class SpecRunner {
     TreeState tree;
     Tensor parent_rows, tree_parent, feature_rows;
     Tensor path, accepted, bonus;                // [B, S], [B], [B]
-    int graph = -1;
+    int graph = -1;                              // the whole round
+    int phase_graphs[3] = {-1, -1, -1};          // its phases on their own, for profiled rounds
   };
   struct RoundKey {
     int batch, steps, topk, nodes, kv_bucket, pages;
@@ -89,7 +91,8 @@ class SpecRunner {
   // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: exact) and uploads it.
   void stage(Round& rb, const HostSpecRound& r, int B, int max_pages, int max_kv);
   // The device work of a round, phase by phase: the draft tree, its verification, acceptance
-  // and the commit (KV compaction, draft extend).
+  // and the commit (KV compaction, draft extend). phase(i) runs one of the three.
+  void phase(Round& rb, int i, bool sampled);
   void draft_tree(Round& rb);
   void verify_tree(Round& rb);
   void accept(Round& rb, bool sampled);
