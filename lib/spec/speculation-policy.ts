@@ -1,8 +1,10 @@
 /**
  * Whether to speculate, and with which tree, from measured throughput: per batch bucket, each
  * choice (plain decoding, or a round with one of the candidate trees) keeps the median of its
- * recent committed tokens per millisecond (a median, because the iterations that capture a new
- * graph are tens of times slower). The best one runs; the others are re-measured now and then,
+ * recent committed tokens per sequence per millisecond (per sequence, because a bucket spans
+ * batch sizes up to 2× apart and one choice may be measured while the batch is full, another
+ * while it drains; a median, because the iterations that capture a new graph are tens of times
+ * slower). The best one runs; the others are re-measured now and then,
  * less often while the best one holds, so that speculation that does not pay stops.
  */
 import type { TreePolicy, TreeShape } from "./tree-policy.js";
@@ -12,7 +14,7 @@ export type Choice = { kind: "plain" } | { kind: "tree"; shape: TreeShape };
 
 interface Arm {
   choice: Choice;
-  rate: number;      // tokens per ms: median of `recent`
+  rate: number;      // tokens per sequence per ms: median of `recent`
   recent: number[];  // the last WINDOW rates
   samples: number;
   lastTried: number;
@@ -60,13 +62,13 @@ export class SpeculationPolicy {
     return b.arms[pick].choice;
   }
 
-  /** The outcome of a choice: tokens committed over all sequences in `ms` of wall time. */
+  /** The outcome of a choice: tokens committed over all `batch` sequences in `ms` of wall time. */
   record(batch: number, sampled: boolean, choice: Choice, tokens: number, ms: number): void {
-    if (this.mode === "always" || ms <= 0) return;
+    if (this.mode === "always" || ms <= 0 || batch <= 0) return;
     const b = this.bucket(batch, sampled);
     const arm = b.arms.find((a) => a.choice === choice);
     if (!arm) return;
-    const rate = tokens / ms;
+    const rate = tokens / batch / ms;
     arm.samples++;
     if (arm.samples === 1) return;  // warm-up run (a seeded prior already counts two)
     arm.recent.push(rate);
@@ -88,12 +90,12 @@ export class SpeculationPolicy {
     }
   }
 
-  /** Measured tokens/ms per choice (diagnostics). */
-  snapshot(): Array<{ bucket: string; choice: string; tokensPerMs: number; samples: number; best: boolean }> {
+  /** Measured tokens per sequence per ms of each choice (diagnostics). */
+  snapshot(): Array<{ bucket: string; choice: string; tokensPerSeqMs: number; samples: number; best: boolean }> {
     const out = [];
     for (const [key, b] of this.buckets)
       for (const [i, a] of b.arms.entries())
-        out.push({ bucket: key, choice: describe(a.choice), tokensPerMs: a.rate, samples: a.samples, best: i === b.best });
+        out.push({ bucket: key, choice: describe(a.choice), tokensPerSeqMs: a.rate, samples: a.samples, best: i === b.best });
     return out;
   }
 
@@ -113,7 +115,7 @@ export class SpeculationPolicy {
 
   /**
    * A new bucket starts from the nearest measured one (same sampling): the choices both have take
-   * its medians, scaled by the batch ratio, as priors that the first own measurement replaces.
+   * its medians as priors that the first own measurement replaces.
    * Only the others are explored, so a batch that shrinks as requests finish does not explore
    * every choice again.
    */
@@ -125,11 +127,11 @@ export class SpeculationPolicy {
           (!near || Math.abs(Math.log2(n / size)) < Math.abs(Math.log2(near[0] / size)))) near = [n, other];
     }
     if (!near) return;
-    const [n, other] = near;
+    const other = near[1];
     for (const arm of b.arms) {
       const twin = other.arms.find((a) => a.samples >= 2 && describe(a.choice) === describe(arm.choice));
       if (!twin) continue;
-      arm.rate = (twin.rate * size) / n;
+      arm.rate = twin.rate;
       arm.samples = 2;
     }
     b.best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && (b.arms[bi].samples < 2 || score(a) > score(b.arms[bi])) ? i : bi), b.best);

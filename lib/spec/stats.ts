@@ -20,8 +20,8 @@ export interface SpeculativeStats {
   draftMs: number;
   verifyMs: number;
   acceptMs: number;
-  /** What the speculation policy measured per batch bucket: tokens/ms of each choice. */
-  choices?: Array<{ bucket: string; choice: string; tokensPerMs: number; samples: number; best: boolean }>;
+  /** What the speculation policy measured per batch bucket: tokens per sequence per ms of each choice. */
+  choices?: Array<{ bucket: string; choice: string; tokensPerSeqMs: number; samples: number; best: boolean }>;
 }
 
 export interface RoundTiming {

@@ -5,13 +5,17 @@ import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
 const name = (c: Choice) => (c.kind === "plain" ? "plain" : `${c.shape.steps}/${c.shape.topk}/${c.shape.draftTokens}`);
 
-/** Runs n iterations where each choice commits tokens at the given rate (tokens/ms); returns how often each ran. */
-function simulate(policy: SpeculationPolicy, batch: number, rate: (c: Choice) => number, n: number): Map<string, number> {
+/**
+ * Runs n iterations where each choice commits tokens at the given rate (tokens per sequence per
+ * ms; `batch` may change per iteration); returns how often each ran.
+ */
+function simulate(policy: SpeculationPolicy, batch: number | ((i: number) => number), rate: (c: Choice) => number, n: number): Map<string, number> {
   const runs = new Map<string, number>();
   for (let i = 0; i < n; i++) {
-    const c = policy.choose(batch, false);
+    const size = typeof batch === "number" ? batch : batch(i);
+    const c = policy.choose(size, false);
     runs.set(name(c), (runs.get(name(c)) ?? 0) + 1);
-    policy.record(batch, false, c, 10 * rate(c), 10);
+    policy.record(size, false, c, 10 * size * rate(c), 10);
   }
   return runs;
 }
@@ -51,7 +55,7 @@ describe("speculation policy", () => {
   it("starts a new batch size from the nearest measured one instead of exploring again", () => {
     const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
     simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 4), 100);
-    const first = simulate(policy, 2, (c) => (c.kind === "plain" ? 1 : 2), 10);
+    const first = simulate(policy, 2, (c) => (c.kind === "plain" ? 2 : 4), 10);
     expect([...first.keys()]).toEqual(["3/1/4"]);
     // Sampled batches are measured on their own.
     const sampled = new Map<string, number>();
@@ -61,6 +65,21 @@ describe("speculation policy", () => {
       policy.record(2, true, c, 10, 10);
     }
     expect(sampled.get("plain")).toBeGreaterThan(0);
+  });
+
+  it("compares choices per sequence, so a batch draining within its bucket does not favour what ran while it was full", () => {
+    // Batch 32 while plain steps run, 17 when the tree is probed: raw tokens/ms would favour plain.
+    const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+    let last: Choice = { kind: "plain" };
+    const runs = new Map<string, number>();
+    for (let i = 0; i < 600; i++) {
+      const size = last.kind === "plain" ? 32 : 17;
+      const c = policy.choose(size, false);
+      runs.set(name(c), (runs.get(name(c)) ?? 0) + 1);
+      policy.record(size, false, c, 10 * size * (c.kind === "plain" ? 1 : 1.5), 10);
+      last = c;
+    }
+    expect(runs.get("3/1/4")!).toBeGreaterThan(500);
   });
 
   it("is not thrown by a rare slow iteration (a graph capture)", () => {
