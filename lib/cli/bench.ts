@@ -98,7 +98,8 @@ async function runSpeculative(p: Parsed): Promise<number> {
   if (plot) await writeFile(plot, plotSpeculative(rows, `EAGLE-3: ${model} + ${draft}`));
   const out = str(p, "json");
   if (out) {
-    const record = { kind: "speculative", date: new Date().toISOString(), commit: commit(), node: process.version, model, draft, rows };
+    const device = str(p, "device") === "cpu" ? "cpu" : native().cudaStatus().gpus[0]?.name;
+    const record = { kind: "speculative", date: new Date().toISOString(), commit: commit(), node: process.version, device, model, draft, rows };
     await writeFile(out, JSON.stringify(record, null, 2) + "\n");
   }
   return 0;
