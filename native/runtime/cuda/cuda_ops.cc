@@ -5,6 +5,7 @@
 #include "kernels/attention.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/skinny_gemm.cuh"
 #include "kernels/norm.cuh"
 #include "kernels/random.cuh"
 #include "kernels/rope.cuh"
@@ -174,10 +175,30 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
   }
   if (M == 0) return;
   bool f32 = out.dtype() == DType::F32;
-  if (use_gemv(M, K)) {
+  GemmPath path = product_path(M, K);
+  if (path == GemmPath::Gemv) {
     check(e3k::gemv(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out), f32 ? out.ptr<float>() : nullptr,
                     int(M), int(N), int(K), stream_),
           "gemv");
+    return;
+  }
+  if (path == GemmPath::Skinny) {
+    e3k::SkinnyPlan plan = e3k::skinny_plan(int(M), int(N), int(K), sm_count_);
+    // Grown outside graph capture: a graph's first run (eager) sizes them, as for attention.
+    if (plan.partials && (!skinny_partials_.defined() || size_t(skinny_partials_.numel()) < plan.partials)) {
+      if (skinny_partials_.defined()) retired_.push_back(skinny_partials_);
+      skinny_partials_ = Tensor::empty(Device::CUDA, DType::F32, {int64_t(plan.partials)});
+    }
+    if (plan.splits > 1 && (!skinny_counters_.defined() || skinny_counters_.numel() < plan.tiles)) {
+      if (skinny_counters_.defined()) retired_.push_back(skinny_counters_);
+      skinny_counters_ = Tensor::empty(Device::CUDA, DType::I32, {std::max<int64_t>(plan.tiles, 1024)});
+      check(cudaMemsetAsync(skinny_counters_.data(), 0, skinny_counters_.nbytes(), stream_), "cudaMemsetAsync");
+    }
+    check(e3k::skinny_gemm(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out),
+                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), plan,
+                           plan.partials ? skinny_partials_.ptr<float>() : nullptr,
+                           plan.splits > 1 ? skinny_counters_.ptr<int32_t>() : nullptr, stream_),
+          "skinny_gemm");
     return;
   }
   cublaslt_linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), f32, int(M), int(N), int(K),
@@ -234,9 +255,13 @@ void CudaOps::silu_mul(const Tensor& gate_up, const Tensor& out) {
 // Measured on the H100 at the Qwen3-4B shapes (bench/results): the GEMV beats cuBLASLt for one
 // row (qkv 6.9 vs 15.1 µs, o 7.2 vs 19.0, gate_up 41.5 vs 45.3, down 20.1 vs 23.7, lm_head 249 vs
 // 274) and loses at eight (21 vs 14, 21 vs 19, 61 vs 39, 62 vs 24, 427 vs 280).
-bool CudaOps::use_gemv(int64_t m, int64_t k) const {
-  bool fits = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0;
-  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1));
+GemmPath CudaOps::product_path(int64_t m, int64_t k) const {
+  bool gemv = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0, skinny = e3k::skinny_fits(int(m), int(k));
+  if (gemm_path_ == GemmPath::Gemv && gemv) return GemmPath::Gemv;
+  if (gemm_path_ == GemmPath::Skinny && skinny) return GemmPath::Skinny;
+  if (gemm_path_ != GemmPath::Auto) return GemmPath::CublasLt;
+  if (m == 1 && gemv) return GemmPath::Gemv;
+  return skinny ? GemmPath::Skinny : GemmPath::CublasLt;
 }
 
 void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {

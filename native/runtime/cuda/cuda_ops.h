@@ -1,5 +1,6 @@
 // The CUDA backend: each op checks its tensors and launches the kernel of native/kernels on the
-// backend's own stream. Products with few rows use the GEMV kernel, the rest cuBLASLt.
+// backend's own stream. Products with one row use the GEMV kernel, up to 64 rows the skinny
+// tensor-core GEMM, the rest cuBLASLt.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,7 +10,7 @@
 
 namespace e3 {
 
-enum class GemmPath { Auto, Gemv, CublasLt };
+enum class GemmPath { Auto, Gemv, Skinny, CublasLt };
 
 class CudaOps final : public Ops {
  public:
@@ -58,12 +59,14 @@ class CudaOps final : public Ops {
 
  private:
   float* attention_workspace(size_t floats);
-  bool use_gemv(int64_t m, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
+  // The product path for m rows of width k: the pinned one where it fits, else by measurement.
+  GemmPath product_path(int64_t m, int64_t k) const;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
   Tensor attn_ws_, gemm_ws_, argmax_keys_;
+  Tensor skinny_partials_, skinny_counters_;  // split-K workspace of the skinny GEMM (counters stay zero)
   std::vector<Tensor> retired_;          // buffers captured graphs may still reference
   std::vector<cudaGraphExec_t> graphs_;
   void* pinned_ = nullptr;               // staging for uploads
