@@ -74,7 +74,7 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
 
   it.each([1, 2, 3, 7, 8, 9, 17, 33, 64, 111])("linear, %i rows, every product path that takes it, bias and f32 logits", (m) => {
     const r = rng(100 + m);
-    for (const [n, k] of [[96, 64], [2560, 2560], [1000, 9728], ...(m <= 64 ? [[19456, 2560]] : [])]) {
+    for (const [n, k] of [[96, 64], [2560, 2560], [1000, 9728]]) {
       const [xc, xg] = pair(randn(m * k, r), [m, k]);
       const [wc, wg] = pair(randn(n * k, r, 0.05), [n, k], "bf16");
       const [bc, bg] = pair(randn(n, r, 0.1), [n], "bf16");

@@ -183,21 +183,8 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
     return;
   }
   if (path == GemmPath::Skinny) {
-    e3k::SkinnyPlan plan = e3k::skinny_plan(int(M), int(N), int(K), sm_count_);
-    // Grown outside graph capture: a graph's first run (eager) sizes them, as for attention.
-    if (plan.partials && (!skinny_partials_.defined() || size_t(skinny_partials_.numel()) < plan.partials)) {
-      if (skinny_partials_.defined()) retired_.push_back(skinny_partials_);
-      skinny_partials_ = Tensor::empty(Device::CUDA, DType::F32, {int64_t(plan.partials)});
-    }
-    if (plan.splits > 1 && (!skinny_counters_.defined() || skinny_counters_.numel() < plan.tiles)) {
-      if (skinny_counters_.defined()) retired_.push_back(skinny_counters_);
-      skinny_counters_ = Tensor::empty(Device::CUDA, DType::I32, {std::max<int64_t>(plan.tiles, 1024)});
-      check(cudaMemsetAsync(skinny_counters_.data(), 0, skinny_counters_.nbytes(), stream_), "cudaMemsetAsync");
-    }
     check(e3k::skinny_gemm(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out),
-                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), plan,
-                           plan.partials ? skinny_partials_.ptr<float>() : nullptr,
-                           plan.splits > 1 ? skinny_counters_.ptr<int32_t>() : nullptr, stream_),
+                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), stream_),
           "skinny_gemm");
     return;
   }

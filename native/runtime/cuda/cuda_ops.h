@@ -66,7 +66,6 @@ class CudaOps final : public Ops {
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
   Tensor attn_ws_, gemm_ws_, argmax_keys_;
-  Tensor skinny_partials_, skinny_counters_;  // split-K workspace of the skinny GEMM (counters stay zero)
   std::vector<Tensor> retired_;          // buffers captured graphs may still reference
   std::vector<cudaGraphExec_t> graphs_;
   void* pinned_ = nullptr;               // staging for uploads
