@@ -1,8 +1,7 @@
 /**
  * Each op of one decode step at a preset's shapes (batch `rows`), timed alone on the device: the
- * time of the whole step splits into these plus launch gaps. Products are timed on every path that
- * takes the shape (own GEMV, own skinny tensor-core GEMM, cuBLASLt) so the choice between them is
- * a measurement.
+ * time of the whole step splits into these plus launch gaps. Products are timed on both paths
+ * (own GEMV, cuBLASLt) so the choice between them is a measurement.
  */
 import type { TargetConfig } from "../model/config.js";
 import { type NativeOps, type NativeTensor, native } from "../native.js";
@@ -43,8 +42,8 @@ export function benchKernels(cfg: TargetConfig, rows: number, context: number): 
   ];
   for (const [name, n, k, perStep] of products) {
     const x = T([rows, k]), w = T([n, k]);
-    for (const path of ["gemv", "skinny", "cublaslt"] as const) {
-      if ((path === "gemv" && rows > 8) || (path === "skinny" && (rows === 1 || rows > 64))) continue;
+    for (const path of ["gemv", "cublaslt"] as const) {
+      if (path === "gemv" && rows > 8) continue;
       ops.setGemmPath(path);
       const o = T([rows, n], name === "lm_head" ? "f32" : "bf16");
       add(`linear ${name} (${path})`, `${rows}×${n}×${k}`, time(() => ops.linear(x, w, null, o)), 2 * n * k, perStep);

@@ -5,7 +5,6 @@
 #include "kernels/attention.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/gemv.cuh"
-#include "kernels/skinny_gemm.cuh"
 #include "kernels/norm.cuh"
 #include "kernels/random.cuh"
 #include "kernels/rope.cuh"
@@ -175,17 +174,10 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
   }
   if (M == 0) return;
   bool f32 = out.dtype() == DType::F32;
-  GemmPath path = product_path(M, N, K);
-  if (path == GemmPath::Gemv) {
+  if (use_gemv(M, K)) {
     check(e3k::gemv(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out), f32 ? out.ptr<float>() : nullptr,
                     int(M), int(N), int(K), stream_),
           "gemv");
-    return;
-  }
-  if (path == GemmPath::Skinny) {
-    check(e3k::skinny_gemm(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out),
-                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), stream_),
-          "skinny_gemm");
     return;
   }
   cublaslt_linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), f32, int(M), int(N), int(K),
@@ -240,19 +232,11 @@ void CudaOps::silu_mul(const Tensor& gate_up, const Tensor& out) {
 }
 
 // Measured on the H100 at the Qwen3-4B shapes (bench/results): the GEMV beats cuBLASLt for one
-// row (qkv 6.9 vs 12.2 µs, o 5.9 vs 17.2, gate_up 40.8 vs 44.7, down 20.0 vs 24.1, lm_head 249 vs
-// 277). From 2 to 64 rows the skinny GEMM beats cuBLASLt's floor of about 12 µs on the small
-// products (8 rows: qkv 10.7 vs 12.7, o 6.3 vs 12.8; 32 rows: qkv 12.5 vs 12.6, o 10.2 vs 16.8)
-// and loses on the large ones (8 rows: gate_up 43 vs 40, down 32 vs 24, lm_head 309 vs 283).
-constexpr int64_t kSkinnyMaxWeights = int64_t(16) << 20;  // weight elements: 32 MiB of bf16
-
-GemmPath CudaOps::product_path(int64_t m, int64_t n, int64_t k) const {
-  bool gemv = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0, skinny = e3k::skinny_fits(int(m), int(k));
-  if (gemm_path_ == GemmPath::Gemv && gemv) return GemmPath::Gemv;
-  if (gemm_path_ == GemmPath::Skinny && skinny) return GemmPath::Skinny;
-  if (gemm_path_ != GemmPath::Auto) return GemmPath::CublasLt;
-  if (m == 1 && gemv) return GemmPath::Gemv;
-  return skinny && n * k <= kSkinnyMaxWeights ? GemmPath::Skinny : GemmPath::CublasLt;
+// row (qkv 6.9 vs 15.1 µs, o 7.2 vs 19.0, gate_up 41.5 vs 45.3, down 20.1 vs 23.7, lm_head 249 vs
+// 274) and loses at eight (21 vs 14, 21 vs 19, 61 vs 39, 62 vs 24, 427 vs 280).
+bool CudaOps::use_gemv(int64_t m, int64_t k) const {
+  bool fits = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0;
+  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1));
 }
 
 void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {

@@ -1,6 +1,5 @@
 // The CUDA backend: each op checks its tensors and launches the kernel of native/kernels on the
-// backend's own stream. Products with one row use the GEMV kernel, small products of up to 64
-// rows the skinny tensor-core GEMM, the rest cuBLASLt.
+// backend's own stream. Products with few rows use the GEMV kernel, the rest cuBLASLt.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -10,7 +9,7 @@
 
 namespace e3 {
 
-enum class GemmPath { Auto, Gemv, Skinny, CublasLt };
+enum class GemmPath { Auto, Gemv, CublasLt };
 
 class CudaOps final : public Ops {
  public:
@@ -59,8 +58,7 @@ class CudaOps final : public Ops {
 
  private:
   float* attention_workspace(size_t floats);
-  // The product path for [m, k] · [n, k]ᵀ: the pinned one where it fits, else by measurement.
-  GemmPath product_path(int64_t m, int64_t n, int64_t k) const;
+  bool use_gemv(int64_t m, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
   cudaStream_t stream_ = nullptr;
   cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
   int sm_count_ = 0;
