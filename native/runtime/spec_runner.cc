@@ -85,18 +85,20 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   size_t T = s.tokens.size(), S = s.kv_len.size();
   E3_ARG(p.slots.size() == S && p.final_chunk.size() == S && p.next_tokens.size() == T,
          "prefill: slots and finalChunk need one entry per sequence, nextTokens one per token");
-  // A final chunk whose last next token is unknown (-1) samples it; one that knows it (the draft
-  // catching up over decoded tokens) only keeps the draft's state.
+  // A chunk whose last next token is unknown (-1) samples it: a prompt's final chunk, or a decoding
+  // sequence riding along. A final chunk keeps the draft's state for the next round; the draft
+  // of a sequence it has fallen behind on runs over its token too but keeps nothing (it catches
+  // up later, from the features kept here).
   std::vector<int> sampler(S, -1);
   int samplers = 0;
   for (size_t i = 0; i < S; ++i)
-    if (p.final_chunk[i] && p.next_tokens[size_t(s.q_start[i + 1] - 1)] < 0) sampler[i] = samplers++;
+    if (p.next_tokens[size_t(s.q_start[i + 1] - 1)] < 0) sampler[i] = samplers++;
   E3_ARG(s.logit_rows.size() == size_t(samplers) && s.sampling.size() == size_t(samplers),
-         "prefill: one sampled logit row for each sequence whose prompt ends in this step");
+         "prefill: one sampled logit row for each sequence whose next token this step samples");
   for (int32_t slot : p.slots)
     E3_ARG(slot >= 0 && slot < spare_slot_, "prefill: no draft slot " + std::to_string(slot));
   E3_ARG(!p.stored_features || samplers == 0, "prefill: a draft catching up over stored features samples nothing");
-  if (!p.stored_features) target_->compute(target_->prepare(s), Executor::sampling_of(s));
+  if (!p.stored_features) target_->compute_step(target_->prepare(s), Executor::sampling_of(s));
   std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), samplers);
   HostStep d = s;
   d.tokens = p.next_tokens;
@@ -106,10 +108,10 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   for (size_t i = 0; i < S; ++i) {
     int last = s.q_start[i + 1] - 1;
     if (sampler[i] >= 0)
-      E3_ARG(s.logit_rows[size_t(sampler[i])] == last, "prefill: a final chunk samples after its last token");
+      E3_ARG(s.logit_rows[size_t(sampler[i])] == last, "prefill: a chunk samples after its last token");
     for (int t = s.q_start[i]; t <= last; ++t) {
       int32_t& tok = d.tokens[size_t(t)];
-      E3_ARG(tok >= 0 || (sampler[i] >= 0 && t == last), "prefill: nextTokens may be -1 only at the end of a final chunk");
+      E3_ARG(tok >= 0 || t == last, "prefill: nextTokens may be -1 only at the end of a chunk");
       if (tok < 0) tok = sampled[size_t(sampler[i])];
       E3_ARG(tok < draft_.config().vocab, "prefill: next token " + std::to_string(tok) + " outside the vocabulary");
     }

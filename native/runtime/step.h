@@ -43,7 +43,9 @@ class Executor {
   enum class Sampling { None, Greedy, Draw };
   static Sampling sampling_of(const HostStep& s);
   void compute(const StepTensors& io, Sampling sampling);
-  // From now on run() also keeps each token's captured hidden states (the draft's features) in
+  // compute(), then the features kept for the draft (when keep_features() asked for them).
+  void compute_step(const StepTensors& io, Sampling sampling);
+  // From now on run() and compute_step() also keep each token's captured hidden states (the draft's features) in
   // `store` [cache rows, C·H], at the token's KV cache row: a speculative runner's draft can then
   // catch up over plain steps without the target running again.
   void keep_features(const Tensor& store);
@@ -75,8 +77,6 @@ class Executor {
     int graph;
   };
   void run_graph(const HostStep& s, StepResult& out);
-  // compute(), then the features kept for the draft (when keep_features() asked for them).
-  void compute_step(const StepTensors& io, Sampling sampling);
 
   std::unique_ptr<Ops> ops_;
   QwenModel model_;

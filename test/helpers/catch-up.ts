@@ -1,8 +1,9 @@
 /**
  * The draft catching up after plain steps, two ways on one backend: sequence 0 from the features
- * the plain steps kept (storedFeatures), sequence 1 with the target run again over the same
- * tokens. Both prefill the same prompt with the draft, then take plain greedy steps across a page
- * boundary; the draft's candidates are read before and after.
+ * the steps kept (storedFeatures), sequence 1 with the target run again over the same tokens.
+ * Both prefill the same prompt with the draft, then take greedy steps across a page boundary,
+ * alternately plain steps and speculative prefill steps they ride along in without their draft
+ * keeping state; the draft's candidates are read before and after.
  */
 import { PageAllocator } from "../../lib/batch/page-allocator.js";
 import { Sequence } from "../../lib/batch/sequence.js";
@@ -29,7 +30,8 @@ export async function runCatchUp(model: TargetModel, prompt: number[], plainStep
   const before: Candidates = model.draftCandidates(0);
   for (let i = 0; i < plainSteps; i++)
     for (const s of seqs) {
-      const res = await model.step(buildStep([{ seq: s, count: 1, samples: true }]));
+      const entry = { seq: s, count: 1, samples: true };
+      const res = i % 2 ? await model.prefillSpeculative(buildSpecPrefill([entry], () => false)) : await model.step(buildStep([entry]));
       s.tokens.push(res.tokens![0]);
       s.cached++;
     }
