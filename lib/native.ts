@@ -128,7 +128,7 @@ export interface NativeRound {
   pageTable: Int32Array;
   maxPages: number;
   sampling: Uint8Array;
-  /** Time each phase on the device (eager, synchronising between phases) instead of replaying a graph. */
+  /** Time each phase on the device, synchronising between phases (each replayed from a graph of its own where rounds have graphs). */
   profile?: boolean;
 }
 

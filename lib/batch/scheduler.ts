@@ -4,7 +4,8 @@
  * Speculative decoding: prefill steps (which also run the draft, and carry the decoding sequences
  * one token further) go first; once no request is prefilling, each iteration is a round that
  * drafts, verifies and accepts for every running sequence, or a plain step where the speculation
- * policy measured that faster (the draft then catches up before the next round). KV pages for a
+ * policy measured that faster (the draft then catches up before the next round). Where the policy
+ * measured plain steps faster, prompts are prefilled in plain steps as well, without the draft. KV pages for a
  * request's whole length (and a round's scratch) are reserved when it is admitted, so a running
  * request never stalls.
  */
@@ -135,7 +136,7 @@ export class Scheduler {
       const t0 = performance.now();
       try {
         if (!this.options.tree) await this.plainStep();
-        else if (prefilling.length) await this.prefillStep();
+        else if (prefilling.length) await (this.drafting() ? this.prefillStep() : this.plainStep());
         else await this.decodeSpeculative();
       } catch (err) {
         for (const s of this.running) this.finish(s, err);
@@ -144,6 +145,11 @@ export class Scheduler {
       this.counters.steps++;
       this.counters.stepSeconds += (performance.now() - t0) / 1000;
     }
+  }
+
+  /** Whether prompts are prefilled with the draft: unless plain steps measure faster for this batch. */
+  private drafting(): boolean {
+    return !this.policy!.prefersPlain(this.running.length, this.running.some((s) => s.sampling.temperature > 0));
   }
 
   /** Returns whether the step recorded a new graph. */

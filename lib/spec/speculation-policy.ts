@@ -62,6 +62,17 @@ export class SpeculationPolicy {
     return b.arms[pick].choice;
   }
 
+  /**
+   * Whether plain steps are the measured best for `batch` sequences (no probe is counted): then
+   * prompts are prefilled without the draft too, as plain decoding would, and the draft catches up
+   * only if a tree is tried later.
+   */
+  prefersPlain(batch: number, sampled: boolean): boolean {
+    if (this.mode === "always") return false;
+    const b = this.bucket(batch, sampled), best = b.arms[b.best];
+    return best.choice.kind === "plain" && best.samples >= 2;
+  }
+
   /** The outcome of a choice: tokens committed over all `batch` sequences in `ms` of wall time. */
   record(batch: number, sampled: boolean, choice: Choice, tokens: number, ms: number): void {
     if (this.mode === "always" || ms <= 0 || batch <= 0) return;

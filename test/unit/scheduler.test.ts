@@ -1,0 +1,64 @@
+/**
+ * The batch scheduler with speculative decoding, on a scripted executor (no model): which steps
+ * it asks for once the speculation policy has measured plain steps faster than rounds.
+ */
+import { describe, expect, it } from "vitest";
+import { Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
+import type { Sequence } from "../../lib/batch/sequence.js";
+import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../../lib/native.js";
+import { TreePolicy } from "../../lib/spec/tree-policy.js";
+
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+
+/** Every step samples token 5; rounds take 3 ms and accept nothing, so plain steps measure faster. */
+class ScriptedExecutor implements StepExecutor {
+  readonly log: string[] = [];
+  async step(s: NativeStep): Promise<NativeStepResult> {
+    this.log.push(`step ${s.tokens.length}`);
+    return { tokens: new Int32Array(s.logitRows.length).fill(5) };
+  }
+  async prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult> {
+    this.log.push(`${p.storedFeatures ? "catch-up" : "prefill"} ${p.tokens.length}`);
+    return { tokens: new Int32Array(p.logitRows.length).fill(5) };
+  }
+  async speculativeRound(r: NativeRound): Promise<NativeRoundResult> {
+    await new Promise((resolve) => setTimeout(resolve, 3));
+    this.log.push("round");
+    const B = r.slots.length;
+    return {
+      tokens: new Int32Array(B).fill(5), counts: new Int32Array(B).fill(1), drafted: new Int32Array(B).fill(r.draftTokens - 1),
+      trees: new Int32Array(B * r.draftTokens), draftMs: 0, verifyMs: 0, acceptMs: 0, deviceMs: 0, stageMs: 0, readMs: 0,
+    };
+  }
+}
+
+async function until(seq: Sequence, generated: number): Promise<void> {
+  for await (const _ of seq.events) if (seq.generated >= generated) return;
+}
+
+describe("speculative scheduling", () => {
+  it("where plain steps measure faster, prompts are prefilled in plain steps, without the draft", async () => {
+    const exec = new ScriptedExecutor();
+    const scheduler = new Scheduler(exec, {
+      maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
+      tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "auto",
+    });
+    const first = scheduler.submit([1, 2, 3, 4], 300, GREEDY, new Set());
+    await until(first, 200);
+    const settled = exec.log.length;
+    const second = scheduler.submit([6, 7, 8, 9, 10, 11], 20, GREEDY, new Set());
+    await until(second, 20);
+    await scheduler.idle();
+    const later = exec.log.slice(settled);
+    // The first prompt was prefilled with the draft (nothing was measured yet), the second was not.
+    expect(exec.log[0]).toBe("prefill 4");
+    expect(later.filter((l) => l.startsWith("prefill"))).toEqual([]);
+    expect(later).toContain("step 7");  // the new prompt's 6 tokens and the first request's decode token
+    expect(scheduler.stats().speculative!.choices!.find((c) => c.best)!.choice).toBe("plain");
+    // Trees tried after plain steps first catch the draft up from the kept features (draft only).
+    expect(exec.log.filter((l) => l.startsWith("catch-up")).length).toBeGreaterThan(0);
+    exec.log.forEach((l, i) => {
+      if (l === "round") expect(exec.log[i - 1], `before entry ${i}`).toMatch(/^(round|catch-up|prefill)/);
+    });
+  });
+});
