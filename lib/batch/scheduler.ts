@@ -195,26 +195,25 @@ export class Scheduler {
   /**
    * Prefill chunks of the sequences still prefilling, with the draft running over the same tokens.
    * Decoding sequences ride along as they would in a plain step (one token each, sampled), so that
-   * they do not stall while others prefill; a rider whose draft is behind (after plain steps)
-   * stays behind and catches up later from the features this step keeps.
+   * they do not stall while others prefill. A sequence whose draft is behind (after plain steps,
+   * or prompt chunks prefilled without it) stays behind and catches up later from the features
+   * this step keeps.
    */
   private async prefillStep(): Promise<void> {
     let budget = this.options.maxStepTokens;
     const entries: StepEntry[] = [];
-    const current = new Set<Sequence>();
     for (const seq of this.running) {
       if (seq.done || seq.cached < seq.promptLength || budget === 0) continue;
       budget--;
       entries.push({ seq, count: 1, samples: true });
-      if (seq.drafted === seq.cached) current.add(seq);
     }
     for (const seq of this.running) {
       if (seq.done || seq.cached >= seq.promptLength || budget === 0) continue;
       const count = Math.min(seq.pending, budget);
       budget -= count;
       entries.push({ seq, count, samples: count === seq.pending });
-      current.add(seq);
     }
+    const current = new Set(entries.filter((e) => e.seq.drafted === e.seq.cached).map((e) => e.seq));
     const result = await this.executor.prefillSpeculative(buildSpecPrefill(entries, (e) => e.samples && current.has(e.seq)));
     this.apply(entries, result);
     for (const { seq } of entries) if (current.has(seq)) seq.drafted = seq.cached;
