@@ -86,9 +86,9 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   E3_ARG(p.slots.size() == S && p.final_chunk.size() == S && p.next_tokens.size() == T,
          "prefill: slots and finalChunk need one entry per sequence, nextTokens one per token");
   // A chunk whose last next token is unknown (-1) samples it: a prompt's final chunk, or a decoding
-  // sequence riding along. A final chunk keeps the draft's state for the next round; the draft
-  // of a sequence it has fallen behind on runs over its token too but keeps nothing (it catches
-  // up later, from the features kept here).
+  // sequence riding along. A final chunk keeps the draft's state for the next round. A sequence
+  // whose draft is behind runs the draft over its tokens too but keeps nothing: it catches up
+  // later, from the features kept here.
   std::vector<int> sampler(S, -1);
   int samplers = 0;
   for (size_t i = 0; i < S; ++i)
