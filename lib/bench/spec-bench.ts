@@ -1,7 +1,8 @@
 /**
  * Baseline against EAGLE-3 on real prompts: for each batch size, the same prompts run through the
- * target alone and through target + draft (greedy by default), end to end; tokens/s, speed-up,
- * accepted length, acceptance per draft position and the phase breakdown of the rounds.
+ * target alone (before and after) and through target + draft (greedy by default), end to end;
+ * tokens/s, speed-up, accepted length, acceptance per draft position and the phase breakdown of
+ * the rounds.
  */
 import { Engine, type EngineOptions } from "../engine.js";
 import { type Speculation, batchBucket } from "../spec/speculation-policy.js";
@@ -24,7 +25,10 @@ export interface SpecBenchRow {
   batch: number;
   requests: number;
   speculation: Speculation;
+  /** The mean of two baseline measurements, one before and one after EAGLE-3's. */
   baselineTokensPerSecond: number;
+  /** |before − after| / mean of those two: how far separate runs of one engine drift apart. */
+  baselineDrift: number;
   eagleTokensPerSecond: number;
   speedup: number;
   meanAcceptedLength: number;
@@ -46,16 +50,21 @@ export interface SpecBenchRow {
 
 export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRow[]> {
   const rows: SpecBenchRow[] = [];
-  const total = o.batches.length * 3;
+  const total = o.batches.length * 4;
   let done = 0;
   const tick = (label: string) => o.onProgress?.(++done, total, label);
   const speculation = o.engine.speculation ?? "auto";
   for (const batch of o.batches) {
     const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, 2 * batch)));
-    const base = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
+    const first = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
     tick(`baseline, batch ${batch}`);
     const eagle = await run({ ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, o.maxTokens);
     tick(`EAGLE-3, batch ${batch}`);
+    // The baseline again: separate engines' runs drift apart (clocks, host load) by as much as the
+    // differences measured here, so the baseline is the mean of runs before and after EAGLE-3's.
+    const second = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
+    tick(`baseline again, batch ${batch}`);
+    const base = { tokensPerSecond: (first.tokensPerSecond + second.tokensPerSecond) / 2, stepMs: (first.stepMs + second.stepMs) / 2 };
     // Phase times come from rounds timed one phase at a time, which are slower: a run of their own.
     const prof = await run({ ...o.engine, maxBatch: batch, draft: o.draft, speculation: "always", profileEvery: 1 },
       prompts.slice(0, batch), o, Math.min(o.maxTokens, 48));
@@ -65,7 +74,9 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
     const ideal = s.iterations ? (s.meanAcceptedLength * base.stepMs) / (s.wallMs / s.iterations) : 0;
     rows.push({
       dataset: o.dataset, batch, requests: prompts.length, speculation,
-      baselineTokensPerSecond: round(base.tokensPerSecond, 1), eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
+      baselineTokensPerSecond: round(base.tokensPerSecond, 1),
+      baselineDrift: round(Math.abs(first.tokensPerSecond - second.tokensPerSecond) / base.tokensPerSecond, 3),
+      eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
       speedup: round(eagle.tokensPerSecond / base.tokensPerSecond, 3), meanAcceptedLength: round(s.meanAcceptedLength, 3),
       acceptanceByPosition: s.acceptanceByPosition.map((x) => round(x, 3)),
       idealSpeedup: round(ideal, 3),
