@@ -5,9 +5,9 @@
  * one token further) go first; once no request is prefilling, each iteration is a round that
  * drafts, verifies and accepts for every running sequence, or a plain step where the speculation
  * policy measured that faster (the draft then catches up before the next round). Where the policy
- * measured plain steps faster, prompts are prefilled in plain steps as well, without the draft. KV pages for a
- * request's whole length (and a round's scratch) are reserved when it is admitted, so a running
- * request never stalls.
+ * measured plain steps faster, prompts are prefilled in plain steps as well, without the draft.
+ * KV pages for a request's whole length (and a round's scratch) are reserved when it is admitted,
+ * so a running request never stalls.
  */
 import { Eagle3Error, ErrorCode } from "../errors.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../native.js";
