@@ -10,10 +10,14 @@ import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
-/** Every step samples token 5; rounds take 3 ms and accept nothing, so plain steps measure faster. */
+/**
+ * Every step samples token 5. Plain steps take one macrotask (so a consumer of the tokens runs
+ * between steps); rounds take 3 ms and accept nothing, so plain steps measure faster.
+ */
 class ScriptedExecutor implements StepExecutor {
   readonly log: string[] = [];
   async step(s: NativeStep): Promise<NativeStepResult> {
+    await new Promise((resolve) => setImmediate(resolve));
     this.log.push(`step ${s.tokens.length}`);
     return { tokens: new Int32Array(s.logitRows.length).fill(5) };
   }
@@ -60,5 +64,21 @@ describe("speculative scheduling", () => {
     exec.log.forEach((l, i) => {
       if (l === "round") expect(exec.log[i - 1], `before entry ${i}`).toMatch(/^(round|catch-up|prefill)/);
     });
+  });
+
+  it("a decoding sequence whose draft is behind rides along in a prefill step with one token", async () => {
+    const exec = new ScriptedExecutor();
+    const scheduler = new Scheduler(exec, {
+      maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
+      tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "auto",
+    });
+    // The policy measures plain steps first, so the first request's draft falls behind; the second
+    // arrives while nothing is measured enough to prefer plain steps, so it prefills with the draft.
+    const first = scheduler.submit([1, 2, 3, 4], 40, GREEDY, new Set());
+    await until(first, 1);
+    const second = scheduler.submit([6, 7, 8, 9, 10, 11], 4, GREEDY, new Set());
+    await until(second, 4);
+    await scheduler.idle();
+    expect(exec.log.slice(0, 3)).toEqual(["prefill 4", "step 1", "prefill 7"]);
   });
 });
