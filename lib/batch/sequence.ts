@@ -12,6 +12,9 @@ export interface SamplingOptions {
   seed: number;
 }
 
+/** Greedy decoding: argmax of every row. */
+export const GREEDY: Readonly<SamplingOptions> = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+
 export type FinishReason = "stop" | "length" | "abort";
 
 export interface SequenceEvent {

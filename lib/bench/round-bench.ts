@@ -6,7 +6,7 @@
  * each replayed from a graph of its own.
  */
 import { PageAllocator } from "../batch/page-allocator.js";
-import { Sequence } from "../batch/sequence.js";
+import { GREEDY, Sequence } from "../batch/sequence.js";
 import { buildSpecPrefill, buildStep, packSampling } from "../batch/step-plan.js";
 import type { TargetConfig } from "../model/config.js";
 import { TargetModel } from "../model/target.js";
@@ -49,7 +49,6 @@ export interface RoundRow {
 }
 
 const PAGE = 16;
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const PROFILED = 8;
 const WARMUP = 3;
 const DECODES = 12;

@@ -5,7 +5,7 @@
  * figures are the forward's own; host overhead is reported as step wall time minus device time.
  */
 import { PageAllocator } from "../batch/page-allocator.js";
-import { Sequence } from "../batch/sequence.js";
+import { GREEDY, Sequence } from "../batch/sequence.js";
 import { type StepEntry, buildStep } from "../batch/step-plan.js";
 import type { TargetConfig } from "../model/config.js";
 import { TargetModel, weightBytes } from "../model/target.js";
@@ -47,7 +47,6 @@ export interface TargetBenchResult {
 }
 
 const PAGE = 16;
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
 export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchResult> {
   const log = o.log ?? (() => {});

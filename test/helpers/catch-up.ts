@@ -6,11 +6,10 @@
  * keeping state; the draft's candidates are read before and after.
  */
 import { PageAllocator } from "../../lib/batch/page-allocator.js";
-import { Sequence } from "../../lib/batch/sequence.js";
+import { GREEDY, Sequence } from "../../lib/batch/sequence.js";
 import { buildSpecPrefill, buildStep } from "../../lib/batch/step-plan.js";
 import type { TargetModel } from "../../lib/model/target.js";
 
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 type Candidates = ReturnType<TargetModel["draftCandidates"]>;
 
 export async function runCatchUp(model: TargetModel, prompt: number[], plainSteps: number, pageSize: number) {

@@ -4,10 +4,9 @@
  */
 import { expect } from "vitest";
 import { buildStep } from "../../lib/batch/step-plan.js";
-import { Sequence } from "../../lib/batch/sequence.js";
+import { GREEDY, Sequence } from "../../lib/batch/sequence.js";
 import type { TargetModel } from "../../lib/model/target.js";
 
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
 export async function lastLogits(model: TargetModel, ids: number[]): Promise<Float32Array> {
   const s = new Sequence(0, ids.length, ids, 1, GREEDY, new Set());

@@ -6,14 +6,13 @@
 import { describe, expect, it } from "vitest";
 import { Engine } from "../../lib/engine.js";
 import { buildStep } from "../../lib/batch/step-plan.js";
-import { Sequence } from "../../lib/batch/sequence.js";
+import { GREEDY, Sequence } from "../../lib/batch/sequence.js";
 import { readTargetConfig } from "../../lib/model/config.js";
 import { TargetModel } from "../../lib/model/target.js";
 import { qwen3TokenizerDir } from "../../lib/tokenizer/qwen3-tokenizer-dir.js";
 import { maxRelDiff, readGolden } from "../helpers/golden.js";
 
 const TOL = 1e-4;
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
 describe.each(["qwen3-tiny", "qwen2-tiny", "qwen3-vocab"])("%s on the CPU against transformers", (name) => {
   it("prefill logits and hidden states of every prompt, one step with all prompts batched", async () => {

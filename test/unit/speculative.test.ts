@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { Engine } from "../../lib/engine.js";
 import { PageAllocator } from "../../lib/batch/page-allocator.js";
-import { Sequence } from "../../lib/batch/sequence.js";
+import { GREEDY, Sequence } from "../../lib/batch/sequence.js";
 import { buildSpecPrefill, buildStep, packSampling } from "../../lib/batch/step-plan.js";
 import { readTargetConfig } from "../../lib/model/config.js";
 import { openDraft } from "../../lib/model/draft.js";
@@ -18,7 +18,6 @@ import { FIXTURES, readGolden } from "../helpers/golden.js";
 
 const target = join(FIXTURES, "qwen3-tiny");
 const drafts = ["eagle3-qwen3-tiny", "eagle3-qwen3-tiny-bin"].map((d) => join(FIXTURES, d));
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const readGoldenIds = () => (JSON.parse(readFileSync(join(target, "golden.json"), "utf8")) as { prompts: Array<{ ids: number[] }> }).prompts[0].ids;
 
 interface DraftGolden {
