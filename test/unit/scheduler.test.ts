@@ -4,11 +4,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
-import type { Sequence } from "../../lib/batch/sequence.js";
+import { GREEDY, type Sequence } from "../../lib/batch/sequence.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../../lib/native.js";
 import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
-const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
 /**
  * Every step samples token 5. Plain steps take one macrotask (so a consumer of the tokens runs
@@ -36,17 +35,23 @@ class ScriptedExecutor implements StepExecutor {
   }
 }
 
+/** A scheduler with the default policy and one chain tree over a scripted executor. */
+function scripted() {
+  const exec = new ScriptedExecutor();
+  const scheduler = new Scheduler(exec, {
+    maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
+    tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "auto",
+  });
+  return { exec, scheduler };
+}
+
 async function until(seq: Sequence, generated: number): Promise<void> {
   for await (const _ of seq.events) if (seq.generated >= generated) return;
 }
 
 describe("speculative scheduling", () => {
   it("where plain steps measure faster, prompts are prefilled in plain steps, without the draft", async () => {
-    const exec = new ScriptedExecutor();
-    const scheduler = new Scheduler(exec, {
-      maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
-      tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "auto",
-    });
+    const { exec, scheduler } = scripted();
     const first = scheduler.submit([1, 2, 3, 4], 300, GREEDY, new Set());
     await until(first, 200);
     const settled = exec.log.length;
@@ -67,11 +72,7 @@ describe("speculative scheduling", () => {
   });
 
   it("a decoding sequence whose draft is behind rides along in a prefill step with one token", async () => {
-    const exec = new ScriptedExecutor();
-    const scheduler = new Scheduler(exec, {
-      maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
-      tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "auto",
-    });
+    const { exec, scheduler } = scripted();
     // The policy measures plain steps first, so the first request's draft falls behind; the second
     // arrives while nothing is measured enough to prefer plain steps, so it prefills with the draft.
     const first = scheduler.submit([1, 2, 3, 4], 40, GREEDY, new Set());
