@@ -4,8 +4,8 @@
  * recent committed tokens per sequence per millisecond (per sequence, because a bucket spans
  * batch sizes up to 2× apart and one choice may be measured while the batch is full, another
  * while it drains; a median, because the iterations that capture a new graph are tens of times
- * slower). The best one runs; the others are re-measured now and then,
- * less often while the best one holds, so that speculation that does not pay stops.
+ * slower). The best one runs; the others are re-measured now and then, less often while the best
+ * one holds, so that speculation that does not pay stops.
  */
 import type { TreePolicy, TreeShape } from "./tree-policy.js";
 

@@ -45,9 +45,9 @@ class Executor {
   void compute(const StepTensors& io, Sampling sampling);
   // compute(), then the features kept for the draft (when keep_features() asked for them).
   void compute_step(const StepTensors& io, Sampling sampling);
-  // From now on run() and compute_step() also keep each token's captured hidden states (the draft's features) in
-  // `store` [cache rows, C·H], at the token's KV cache row: a speculative runner's draft can then
-  // catch up over plain steps without the target running again.
+  // From now on run() and compute_step() also keep each token's captured hidden states (the
+  // draft's features) in `store` [cache rows, C·H], at the token's KV cache row: a speculative
+  // runner's draft can then catch up over plain steps without the target running again.
   void keep_features(const Tensor& store);
   // Input views (staged elsewhere) bound to the executor's output buffers.
   StepTensors with_outputs(StepTensors io) const;
