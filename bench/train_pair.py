@@ -223,5 +223,9 @@ json.dump({"architectures": ["LlamaForCausalLMEagle3"], "model_type": "llama", "
            "max_position_embeddings": 4096, "vocab_size": cfg.vocab_size, "draft_vocab_size": VD,
            "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, open(f"{d}/config.json", "w"), indent=1)
 json.dump({"target_steps": target_steps, "draft_steps": steps, "held_loss": held_loss, "held_top1_by_step": held_acc, "aux_layers": AUX,
-           "tokens": len(ids)}, open(f"{args.out}/training.json", "w"), indent=1)
+           "tokens": len(ids),
+           # The same provenance keys the bench results carry (lib/cli/bench.ts).
+           "commit": os.environ.get("EAGLE3_COMMIT"), "device": torch.cuda.get_device_name(dev),
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+          open(f"{args.out}/training.json", "w"), indent=1)
 log("saved", sorted(os.listdir(d)), sorted(os.listdir(f"{args.out}/target")))
