@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { Eagle3Error, ErrorCode, invalidArgument } from "./errors.js";
 import { readEosTokenIds } from "./model/generation-config.js";
 import { Scheduler } from "./batch/scheduler.js";
+import type { IterationTimesSnapshot } from "./batch/iteration-times.js";
 import type { FinishReason } from "./batch/sequence.js";
 import { type TargetConfig, readTargetConfig } from "./model/config.js";
 import type { LoadProgress } from "./model/load-weights.js";
@@ -106,6 +107,8 @@ export interface EngineStats {
   generatedTokens: number;
   running: number;
   queued: number;
+  /** Wall time per kind of iteration (decode, mixed, prefill, round, catchUp). */
+  iterations: IterationTimesSnapshot;
   /** With a draft: accepted lengths, acceptance per position, phase times. */
   speculative?: SpeculativeStats;
 }

@@ -14,6 +14,7 @@ import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, Nat
 import { type Choice, SpeculationPolicy, type Speculation } from "../spec/speculation-policy.js";
 import { SpeculativeCounters, type SpeculativeStats } from "../spec/stats.js";
 import type { TreePolicy, TreeShape } from "../spec/tree-policy.js";
+import { type IterationKind, IterationTimes, type IterationTimesSnapshot } from "./iteration-times.js";
 import { PageAllocator } from "./page-allocator.js";
 import { type SamplingOptions, Sequence } from "./sequence.js";
 import { type StepEntry, buildSpecPrefill, buildStep, packSampling } from "./step-plan.js";
@@ -47,6 +48,8 @@ export interface SchedulerStats {
   generatedTokens: number;
   running: number;
   queued: number;
+  /** Wall time per kind of iteration. */
+  iterations: IterationTimesSnapshot;
   speculative?: SpeculativeStats;
 }
 
@@ -57,6 +60,7 @@ export class Scheduler {
   private nextId = 0;
   private loop?: Promise<void>;
   private readonly counters = { steps: 0, stepSeconds: 0, promptTokens: 0, generatedTokens: 0 };
+  private readonly times = new IterationTimes();
   private readonly spec?: SpeculativeCounters;
   private readonly policy?: SpeculationPolicy;
   private readonly freeSlots: number[];
@@ -106,7 +110,7 @@ export class Scheduler {
 
   stats(): SchedulerStats {
     return {
-      ...this.counters, running: this.running.length, queued: this.waiting.length,
+      ...this.counters, running: this.running.length, queued: this.waiting.length, iterations: this.times.snapshot(),
       speculative: this.spec && { ...this.spec.snapshot(), choices: this.policy!.snapshot() },
     };
   }
@@ -155,9 +159,21 @@ export class Scheduler {
   /** Returns whether the step recorded a new graph. */
   private async plainStep(): Promise<boolean> {
     const entries = this.plan(this.running);
-    const result = await this.executor.step(buildStep(entries));
+    const kind = entries.every((e) => e.count === 1) ? "decode" : "mixed";
+    const result = await this.timed(kind, async () => {
+      const r = await this.executor.step(buildStep(entries));
+      return [r, r.captured === true];
+    });
     this.apply(entries, result);
     return result.captured === true;
+  }
+
+  /** Runs one iteration of `kind`, which returns its result and whether it recorded a graph. */
+  private async timed<T>(kind: IterationKind, body: () => Promise<[T, boolean]>): Promise<T> {
+    const t0 = performance.now();
+    const [result, captured] = await body();
+    this.times.add(kind, performance.now() - t0, captured);
+    return result;
   }
 
   /** One iteration of decoding with a draft: a round, or a plain step where that measures faster. */
@@ -188,7 +204,8 @@ export class Scheduler {
       budget -= count;
       entries.push({ seq, count, start: seq.drafted, samples: false });
     }
-    await this.executor.prefillSpeculative({ ...buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached), storedFeatures: true });
+    const plan = { ...buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached), storedFeatures: true };
+    await this.timed("catchUp", async () => [await this.executor.prefillSpeculative(plan), false]);
     for (const e of entries) e.seq.drafted = e.start! + e.count;
   }
 
@@ -214,7 +231,8 @@ export class Scheduler {
       entries.push({ seq, count, samples: count === seq.pending });
     }
     const current = new Set(entries.filter((e) => e.seq.drafted === e.seq.cached).map((e) => e.seq));
-    const result = await this.executor.prefillSpeculative(buildSpecPrefill(entries, (e) => e.samples && current.has(e.seq)));
+    const plan = buildSpecPrefill(entries, (e) => e.samples && current.has(e.seq));
+    const result = await this.timed("prefill", async () => [await this.executor.prefillSpeculative(plan), false]);
     this.apply(entries, result);
     for (const { seq } of entries) if (current.has(seq)) seq.drafted = seq.cached;
   }
@@ -226,8 +244,7 @@ export class Scheduler {
     const maxPages = Math.max(...seqs.map((s) => s.pages.length));
     const pageTable = new Int32Array(seqs.length * maxPages);
     seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
-    const t0 = performance.now();
-    const r = await this.executor.speculativeRound({
+    const plan: NativeRound = {
       ...shape,
       slots: Int32Array.from(seqs, (s) => s.slot),
       committed: Int32Array.from(seqs, (s) => s.cached),
@@ -236,6 +253,11 @@ export class Scheduler {
       maxPages,
       sampling: packSampling(seqs),
       profile,
+    };
+    const t0 = performance.now();
+    const r = await this.timed("round", async () => {
+      const res = await this.executor.speculativeRound(plan);
+      return [res, res.captured === true];
     });
     const timing = { ...r, wallMs: performance.now() - t0, profiled: profile };
     this.spec!.time(timing);

@@ -4,6 +4,7 @@
  * tokens/s, speed-up, accepted length, acceptance per draft position and the phase breakdown of
  * the rounds.
  */
+import { type IterationTimesSnapshot, timesSince } from "../batch/iteration-times.js";
 import { Engine, type EngineOptions } from "../engine.js";
 import { type Speculation, batchBucket } from "../spec/speculation-policy.js";
 import { type SpeculativeStats, statsSince } from "../spec/stats.js";
@@ -44,6 +45,11 @@ export interface SpecBenchRow {
    */
   idealSpeedup: number;
   ofIdeal: number;
+  /**
+   * Where each engine's time went in its median timed run: count and wall ms per kind of iteration
+   * (decode, mixed, prefill, round, catchUp), iterations that recorded a graph among them.
+   */
+  iterationTimes: { baseline: IterationTimesSnapshot; eagle: IterationTimesSnapshot };
   /** Tokens/ms the speculation policy measured per choice (plain, trees) in this batch's bucket. */
   choices?: SpeculativeStats["choices"];
 }
@@ -86,6 +92,7 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
         draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),
         baselineStepMs: round(base.stepMs, 3),
       },
+      iterationTimes: { baseline: first.iterations, eagle: eagle.iterations },
       choices: s.choices?.filter((c) => Number.parseInt(c.bucket, 10) === batchBucket(batch)),
     });
   }
@@ -116,6 +123,7 @@ async function run(options: EngineOptions, prompts: string[], o: SpecBenchOption
     runs.push({
       tokensPerSecond: tokens / seconds,
       stepMs: steps ? (1000 * (after.stepSeconds - before.stepSeconds)) / steps : 0,
+      iterations: timesSince(before.iterations, after.iterations),
       spec: after.speculative && statsSince(before.speculative, after.speculative),
     });
   }

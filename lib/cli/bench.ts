@@ -1,6 +1,7 @@
 /** `eagle3 bench`: measured speed, printed as a table and written as JSON with device, commit and date. */
 import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
+import type { IterationTimesSnapshot } from "../batch/iteration-times.js";
 import { type KernelRow, benchKernels } from "../bench/kernel-bench.js";
 import { benchTarget, type TargetBenchResult } from "../bench/target-bench.js";
 import { PRESETS } from "../model/presets.js";
@@ -134,7 +135,16 @@ export function speculativeTable(rows: SpecBenchRow[]): string {
       `${r.acceptanceByPosition.map((x) => x.toFixed(2)).join(" ")} | ${r.phases.draftMs} / ${r.phases.verifyMs} / ${r.phases.acceptMs} | ` +
       `${r.phases.deviceMs} / ${r.phases.hostMs} | ${r.phases.baselineStepMs} | ` +
       `${(r.choices ?? []).map((c) => `${c.best ? "**" : ""}${c.choice} ${c.tokensPerSeqMs.toFixed(3)}${c.best ? "**" : ""}`).join(", ")} |`),
+    "",
+    "| dataset | batch | baseline: iterations × mean ms (graph captures) | EAGLE-3: iterations × mean ms (graph captures) |",
+    "|---|---:|---|---|",
+    ...rows.map((r) => `| ${r.dataset} | ${r.batch} | ${iterationTimes(r.iterationTimes.baseline)} | ${iterationTimes(r.iterationTimes.eagle)} |`),
   ].join("\n");
+}
+
+function iterationTimes(t: IterationTimesSnapshot): string {
+  return Object.entries(t).map(([kind, k]) =>
+    `${kind} ${k.count} × ${(k.ms / k.count).toFixed(3)}${k.captures ? ` (${k.captures}: ${k.captureMs.toFixed(1)} ms)` : ""}`).join(", ");
 }
 
 function commit(): string {

@@ -3,6 +3,7 @@
  * it asks for once the speculation policy has measured plain steps faster than rounds.
  */
 import { describe, expect, it } from "vitest";
+import { timesSince } from "../../lib/batch/iteration-times.js";
 import { Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
 import { GREEDY, type Sequence } from "../../lib/batch/sequence.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../../lib/native.js";
@@ -69,6 +70,28 @@ describe("speculative scheduling", () => {
     exec.log.forEach((l, i) => {
       if (l === "round") expect(exec.log[i - 1], `before entry ${i}`).toMatch(/^(round|catch-up|prefill)/);
     });
+  });
+
+  it("counts each kind of iteration with its wall time", async () => {
+    const { exec, scheduler } = scripted();
+    const seq = scheduler.submit([1, 2, 3, 4], 200, GREEDY, new Set());
+    await until(seq, 100);
+    const middle = scheduler.stats().iterations;
+    const other = scheduler.submit([6, 7, 8, 9, 10, 11], 20, GREEDY, new Set());
+    await until(other, 20);
+    await scheduler.idle();
+    const t = scheduler.stats().iterations;
+    const logged = (prefix: string) => exec.log.filter((l) => l.startsWith(prefix)).length;
+    expect(t.round!.count).toBe(logged("round"));
+    expect(t.catchUp!.count).toBe(logged("catch-up"));
+    expect(t.prefill!.count).toBe(logged("prefill"));
+    expect(t.decode!.count + t.mixed!.count).toBe(logged("step"));
+    expect(t.mixed!.count).toBeGreaterThan(0);  // the second prompt, prefilled in a plain step
+    expect(t.round!.ms).toBeGreaterThanOrEqual(2.9 * t.round!.count);  // scripted rounds take 3 ms
+    // An interval counts only its own iterations.
+    const since = timesSince(middle, t);
+    expect(since.decode!.count).toBe(t.decode!.count - middle.decode!.count);
+    expect(since.prefill).toBeUndefined();  // the one prefill with the draft came before `middle`
   });
 
   it("a decoding sequence whose draft is behind rides along in a prefill step with one token", async () => {
