@@ -7,6 +7,8 @@ export type IterationKind = "decode" | "mixed" | "prefill" | "round" | "catchUp"
 
 export interface KindTime {
   count: number;
+  /** Tokens the iterations ran: new target tokens (the draft's, for catchUp; committed, for rounds). */
+  tokens: number;
   ms: number;
   /** Of these, the iterations that recorded a new graph, and their time. */
   captures: number;
@@ -18,9 +20,10 @@ export type IterationTimesSnapshot = Partial<Record<IterationKind, KindTime>>;
 export class IterationTimes {
   private readonly kinds: IterationTimesSnapshot = {};
 
-  add(kind: IterationKind, ms: number, captured: boolean): void {
-    const k = (this.kinds[kind] ??= { count: 0, ms: 0, captures: 0, captureMs: 0 });
+  add(kind: IterationKind, tokens: number, ms: number, captured: boolean): void {
+    const k = (this.kinds[kind] ??= { count: 0, tokens: 0, ms: 0, captures: 0, captureMs: 0 });
     k.count++;
+    k.tokens += tokens;
     k.ms += ms;
     if (!captured) return;
     k.captures++;
@@ -36,9 +39,12 @@ export class IterationTimes {
 export function timesSince(a: IterationTimesSnapshot, b: IterationTimesSnapshot): IterationTimesSnapshot {
   const out: IterationTimesSnapshot = {};
   for (const [kind, t] of Object.entries(b) as Array<[IterationKind, KindTime]>) {
-    const s = a[kind] ?? { count: 0, ms: 0, captures: 0, captureMs: 0 };
+    const s = a[kind] ?? { count: 0, tokens: 0, ms: 0, captures: 0, captureMs: 0 };
     if (t.count === s.count) continue;
-    out[kind] = { count: t.count - s.count, ms: t.ms - s.ms, captures: t.captures - s.captures, captureMs: t.captureMs - s.captureMs };
+    out[kind] = {
+      count: t.count - s.count, tokens: t.tokens - s.tokens, ms: t.ms - s.ms,
+      captures: t.captures - s.captures, captureMs: t.captureMs - s.captureMs,
+    };
   }
   return out;
 }

@@ -160,7 +160,7 @@ export class Scheduler {
   private async plainStep(): Promise<boolean> {
     const entries = this.plan(this.running);
     const kind = entries.every((e) => e.count === 1) ? "decode" : "mixed";
-    const result = await this.timed(kind, async () => {
+    const result = await this.timed(kind, () => entries.reduce((n, e) => n + e.count, 0), async () => {
       const r = await this.executor.step(buildStep(entries));
       return [r, r.captured === true];
     });
@@ -168,11 +168,11 @@ export class Scheduler {
     return result.captured === true;
   }
 
-  /** Runs one iteration of `kind`, which returns its result and whether it recorded a graph. */
-  private async timed<T>(kind: IterationKind, body: () => Promise<[T, boolean]>): Promise<T> {
+  /** Runs one iteration of `kind`; `body` returns its result and whether it recorded a graph. */
+  private async timed<T>(kind: IterationKind, tokens: (result: T) => number, body: () => Promise<[T, boolean]>): Promise<T> {
     const t0 = performance.now();
     const [result, captured] = await body();
-    this.times.add(kind, performance.now() - t0, captured);
+    this.times.add(kind, tokens(result), performance.now() - t0, captured);
     return result;
   }
 
@@ -181,9 +181,10 @@ export class Scheduler {
     const seqs = this.running.filter((s) => !s.done);
     const sampled = seqs.some((s) => s.sampling.temperature > 0);
     const choice: Choice = this.policy!.choose(seqs.length, sampled);
-    // After plain steps the draft catches up first (not measured: it is the price of switching).
-    if (choice.kind === "tree") while (seqs.some((s) => s.drafted < s.cached)) await this.catchUp(seqs);
+    // After plain steps the draft catches up first. Its time counts against the round: it is the
+    // price of switching, and a tree that only wins without it does not pay.
     const t0 = performance.now();
+    if (choice.kind === "tree") while (seqs.some((s) => s.drafted < s.cached)) await this.catchUp(seqs);
     const before = this.counters.generatedTokens;
     // Iterations that profiled phases or recorded a graph are slower than their kind: not measured.
     const unusual = choice.kind === "plain" ? await this.plainStep() : await this.round(seqs, choice.shape);
@@ -205,7 +206,7 @@ export class Scheduler {
       entries.push({ seq, count, start: seq.drafted, samples: false });
     }
     const plan = { ...buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached), storedFeatures: true };
-    await this.timed("catchUp", async () => [await this.executor.prefillSpeculative(plan), false]);
+    await this.timed("catchUp", () => plan.tokens.length, async () => [await this.executor.prefillSpeculative(plan), false]);
     for (const e of entries) e.seq.drafted = e.start! + e.count;
   }
 
@@ -232,7 +233,7 @@ export class Scheduler {
     }
     const current = new Set(entries.filter((e) => e.seq.drafted === e.seq.cached).map((e) => e.seq));
     const plan = buildSpecPrefill(entries, (e) => e.samples && current.has(e.seq));
-    const result = await this.timed("prefill", async () => [await this.executor.prefillSpeculative(plan), false]);
+    const result = await this.timed("prefill", () => plan.tokens.length, async () => [await this.executor.prefillSpeculative(plan), false]);
     this.apply(entries, result);
     for (const { seq } of entries) if (current.has(seq)) seq.drafted = seq.cached;
   }
@@ -255,7 +256,7 @@ export class Scheduler {
       profile,
     };
     const t0 = performance.now();
-    const r = await this.timed("round", async () => {
+    const r = await this.timed("round", (res) => res.counts.reduce((n, c) => n + c, 0), async () => {
       const res = await this.executor.speculativeRound(plan);
       return [res, res.captured === true];
     });

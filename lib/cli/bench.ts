@@ -136,7 +136,7 @@ export function speculativeTable(rows: SpecBenchRow[]): string {
       `${r.phases.deviceMs} / ${r.phases.hostMs} | ${r.phases.baselineStepMs} | ` +
       `${(r.choices ?? []).map((c) => `${c.best ? "**" : ""}${c.choice} ${c.tokensPerSeqMs.toFixed(3)}${c.best ? "**" : ""}`).join(", ")} |`),
     "",
-    "| dataset | batch | baseline: iterations × mean ms (graph captures) | EAGLE-3: iterations × mean ms (graph captures) |",
+    "| dataset | batch | baseline: iterations × mean ms (mean tokens) [graph captures] | EAGLE-3: iterations × mean ms (mean tokens) [graph captures] |",
     "|---|---:|---|---|",
     ...rows.map((r) => `| ${r.dataset} | ${r.batch} | ${iterationTimes(r.iterationTimes.baseline)} | ${iterationTimes(r.iterationTimes.eagle)} |`),
   ].join("\n");
@@ -144,7 +144,7 @@ export function speculativeTable(rows: SpecBenchRow[]): string {
 
 function iterationTimes(t: IterationTimesSnapshot): string {
   return Object.entries(t).map(([kind, k]) =>
-    `${kind} ${k.count} × ${(k.ms / k.count).toFixed(3)}${k.captures ? ` (${k.captures}: ${k.captureMs.toFixed(1)} ms)` : ""}`).join(", ");
+    `${kind} ${k.count} × ${(k.ms / k.count).toFixed(3)} (${Math.round(k.tokens / k.count)} tok)${k.captures ? ` [${k.captures} captures: ${k.captureMs.toFixed(1)} ms]` : ""}`).join(", ");
 }
 
 function commit(): string {

@@ -33,7 +33,8 @@ const FIRST_PROBE = 16;
 const MAX_INTERVAL = 128;  // a worse choice costs at most one iteration in 128
 const WINDOW = 9;
 // A tree must measure this much faster than plain decoding to be chosen: what the medians do not
-// show (catching the draft up, graph captures) costs speculation, not plain steps.
+// show (graph captures, prefill steps that run the draft too) costs speculation, not plain steps.
+// A draft catching up after plain steps is measured: as part of the round that needed it.
 const PLAIN_BIAS = 1.05;
 
 const bias = (a: Arm) => (a.choice.kind === "plain" ? PLAIN_BIAS : 1);

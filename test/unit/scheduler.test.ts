@@ -16,12 +16,15 @@ import { TreePolicy } from "../../lib/spec/tree-policy.js";
  */
 class ScriptedExecutor implements StepExecutor {
   readonly log: string[] = [];
+  roundTokens = 0;
+  constructor(private readonly catchUpMs = 0) {}
   async step(s: NativeStep): Promise<NativeStepResult> {
     await new Promise((resolve) => setImmediate(resolve));
     this.log.push(`step ${s.tokens.length}`);
     return { tokens: new Int32Array(s.logitRows.length).fill(5) };
   }
   async prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult> {
+    if (p.storedFeatures && this.catchUpMs) await new Promise((resolve) => setTimeout(resolve, this.catchUpMs));
     this.log.push(`${p.storedFeatures ? "catch-up" : "prefill"} ${p.tokens.length}`);
     return { tokens: new Int32Array(p.logitRows.length).fill(5) };
   }
@@ -29,6 +32,7 @@ class ScriptedExecutor implements StepExecutor {
     await new Promise((resolve) => setTimeout(resolve, 3));
     this.log.push("round");
     const B = r.slots.length;
+    this.roundTokens += B;
     return {
       tokens: new Int32Array(B).fill(5), counts: new Int32Array(B).fill(1), drafted: new Int32Array(B).fill(r.draftTokens - 1),
       trees: new Int32Array(B * r.draftTokens), draftMs: 0, verifyMs: 0, acceptMs: 0, deviceMs: 0, stageMs: 0, readMs: 0,
@@ -37,8 +41,8 @@ class ScriptedExecutor implements StepExecutor {
 }
 
 /** A scheduler with the default policy and one chain tree over a scripted executor. */
-function scripted() {
-  const exec = new ScriptedExecutor();
+function scripted(catchUpMs = 0) {
+  const exec = new ScriptedExecutor(catchUpMs);
   const scheduler = new Scheduler(exec, {
     maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
     tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "auto",
@@ -72,6 +76,17 @@ describe("speculative scheduling", () => {
     });
   });
 
+  it("a tree tried after plain steps is measured with the draft's catch-up", async () => {
+    const { exec, scheduler } = scripted(30);
+    await until(scheduler.submit([1, 2, 3, 4], 300, GREEDY, new Set()), 300);
+    await scheduler.idle();
+    expect(exec.log.filter((l) => l.startsWith("catch-up")).length).toBeGreaterThanOrEqual(3);
+    // Rounds alone commit 1 token in 3 ms; with a 30 ms catch-up before most of them, the median
+    // is about 1/33 per ms.
+    const tree = scheduler.stats().speculative!.choices!.find((c) => c.choice.startsWith("tree"))!;
+    expect(tree.tokensPerSeqMs).toBeLessThan(1 / 25);
+  });
+
   it("counts each kind of iteration with its wall time", async () => {
     const { exec, scheduler } = scripted();
     const seq = scheduler.submit([1, 2, 3, 4], 200, GREEDY, new Set());
@@ -88,6 +103,7 @@ describe("speculative scheduling", () => {
     expect(t.decode!.count + t.mixed!.count).toBe(logged("step"));
     expect(t.mixed!.count).toBeGreaterThan(0);  // the second prompt, prefilled in a plain step
     expect(t.round!.ms).toBeGreaterThanOrEqual(2.9 * t.round!.count);  // scripted rounds take 3 ms
+    expect(t.round!.tokens).toBe(exec.roundTokens);
     // An interval counts only its own iterations.
     const since = timesSince(middle, t);
     expect(since.decode!.count).toBe(t.decode!.count - middle.decode!.count);

@@ -46,6 +46,7 @@ struct Api {
   int (*pref_set)(Pref, int, const void*, size_t);
   int (*pref_destroy)(Pref);
   int (*heuristic)(Handle, Desc, Layout, Layout, Layout, Layout, Pref, int, Heuristic*, int*);
+  int (*algo_check)(Handle, Desc, Layout, Layout, Layout, Layout, const Algo*, Heuristic*);
   int (*matmul)(Handle, Desc, const void*, const void*, Layout, const void*, Layout, const void*, const void*, Layout,
                 void*, Layout, const Algo*, void*, size_t, cudaStream_t);
   Handle handle = nullptr;
@@ -77,7 +78,8 @@ Api& api() {
               sym(lib, "cublasLtMatmulPreferenceCreate", a.pref_create) &&
               sym(lib, "cublasLtMatmulPreferenceSetAttribute", a.pref_set) &&
               sym(lib, "cublasLtMatmulPreferenceDestroy", a.pref_destroy) &&
-              sym(lib, "cublasLtMatmulAlgoGetHeuristic", a.heuristic) && sym(lib, "cublasLtMatmul", a.matmul);
+              sym(lib, "cublasLtMatmulAlgoGetHeuristic", a.heuristic) &&
+              sym(lib, "cublasLtMatmulAlgoCheck", a.algo_check) && sym(lib, "cublasLtMatmul", a.matmul);
     if (!ok) {
       a.error = "libcublasLt lacks an expected symbol";
       return;
@@ -94,13 +96,51 @@ void check(int status, const char* what) {
   if (status != 0) fail(Code::Cuda, std::string("cuBLASLt ") + what + " failed with status " + std::to_string(status));
 }
 
-// One descriptor set and its chosen algorithm per problem shape, built once.
-struct Plan {
+// A product's descriptor and the algorithm the heuristic chose for it at one row count.
+struct Choice {
   Desc desc;
-  Layout a, b, c;
+  Layout a;
+  Algo algo;
+};
+
+// One problem shape: its layouts and the algorithm it runs (the choice of its row bucket, where
+// that algorithm takes this shape; else its own).
+struct Plan {
+  Choice* choice;
+  Layout b, c;
   Algo algo;
   size_t workspace;
 };
+
+// Row counts above 64 share the algorithm of their power-of-two bucket: prefill and catch-up steps
+// come in ever new sizes, and a heuristic query per new size costs more than the product itself.
+// Decode and verification sizes (up to 64 rows, replayed from graphs) keep their own.
+int row_bucket(int m) {
+  if (m <= 64) return m;
+  int b = 128;
+  while (b < m) b *= 2;
+  return b;
+}
+
+void make_layouts(Api& A, int m, int n, int k, bool out_f32, Layout& b, Layout& c) {
+  check(A.layout_create(&b, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout B");
+  check(A.layout_create(&c, out_f32 ? CUDA_R_32F : CUDA_R_16BF, uint64_t(n), uint64_t(m), n), "layout C");
+}
+
+// The heuristic's first algorithm for desc over layouts (a, b, c).
+Heuristic best_algo(Api& A, Desc desc, Layout a, Layout b, Layout c, size_t workspace_bytes, int m, int n, int k) {
+  Pref pref;
+  check(A.pref_create(&pref), "PreferenceCreate");
+  check(A.pref_set(pref, kPrefMaxWorkspace, &workspace_bytes, sizeof workspace_bytes), "set workspace");
+  Heuristic h[1] = {};
+  int found = 0;
+  int st = A.heuristic(A.handle, desc, a, b, c, c, pref, 1, h, &found);
+  A.pref_destroy(pref);
+  check(st, "AlgoGetHeuristic");
+  E3_CHECK(found > 0, Cuda, "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+                                std::to_string(k) + " bf16 product");
+  return h[0];
+}
 
 }  // namespace
 
@@ -111,46 +151,58 @@ void cublaslt_linear(const void* x, const void* w, const void* bias, void* out, 
                      void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   Api& A = api();
   E3_CHECK(A.handle, Cuda, std::string("cuBLASLt is unavailable: ") + A.error);
+  using Key = std::tuple<int, int, int, bool, bool, size_t>;
   static std::mutex mu;
-  static std::map<std::tuple<int, int, int, bool, bool, size_t>, Plan> plans;
+  static std::map<Key, Choice> choices;
+  static std::map<Key, Plan> plans;
   std::unique_lock<std::mutex> lock(mu);
   auto key = std::make_tuple(m, n, k, out_f32, bias != nullptr, workspace_bytes);
   auto it = plans.find(key);
   if (it == plans.end()) {
     // Column-major view: C[N, M] = op(A)[N, K] · B[K, M] with A = W (row-major [N, K], transposed)
     // and B = x (row-major [M, K]); C is then out in row-major [M, N].
-    Plan p{};
-    cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
-    check(A.desc_create(&p.desc, kCompute32F, CUDA_R_32F), "MatmulDescCreate");
-    int ta = kOpT, tb = kOpN;
-    check(A.desc_set(p.desc, kDescTransA, &ta, sizeof ta), "set TRANSA");
-    check(A.desc_set(p.desc, kDescTransB, &tb, sizeof tb), "set TRANSB");
-    if (bias) {
-      int epi = kEpilogueBias;
-      check(A.desc_set(p.desc, kDescEpilogue, &epi, sizeof epi), "set EPILOGUE");
+    const int mb = row_bucket(m);
+    auto bucket_key = std::make_tuple(mb, n, k, out_f32, bias != nullptr, workspace_bytes);
+    auto ci = choices.find(bucket_key);
+    if (ci == choices.end()) {
+      Choice ch{};
+      check(A.desc_create(&ch.desc, kCompute32F, CUDA_R_32F), "MatmulDescCreate");
+      int ta = kOpT, tb = kOpN;
+      check(A.desc_set(ch.desc, kDescTransA, &ta, sizeof ta), "set TRANSA");
+      check(A.desc_set(ch.desc, kDescTransB, &tb, sizeof tb), "set TRANSB");
+      if (bias) {
+        int epi = kEpilogueBias;
+        check(A.desc_set(ch.desc, kDescEpilogue, &epi, sizeof epi), "set EPILOGUE");
+      }
+      check(A.layout_create(&ch.a, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout A");
+      Layout b, c;
+      make_layouts(A, mb, n, k, out_f32, b, c);
+      ch.algo = best_algo(A, ch.desc, ch.a, b, c, workspace_bytes, mb, n, k).algo;
+      A.layout_destroy(b);
+      A.layout_destroy(c);
+      ci = choices.emplace(bucket_key, ch).first;
     }
-    check(A.layout_create(&p.a, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout A");
-    check(A.layout_create(&p.b, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout B");
-    check(A.layout_create(&p.c, ct, uint64_t(n), uint64_t(m), n), "layout C");
-    Pref pref;
-    check(A.pref_create(&pref), "PreferenceCreate");
-    check(A.pref_set(pref, kPrefMaxWorkspace, &workspace_bytes, sizeof workspace_bytes), "set workspace");
-    Heuristic h[1] = {};
-    int found = 0;
-    int st = A.heuristic(A.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, h, &found);
-    A.pref_destroy(pref);
-    check(st, "AlgoGetHeuristic");
-    E3_CHECK(found > 0, Cuda, "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" +
-                                  std::to_string(k) + " bf16 product");
-    p.algo = h[0].algo;
-    p.workspace = h[0].workspace_size;
+    Plan p{};
+    p.choice = &ci->second;
+    make_layouts(A, m, n, k, out_f32, p.b, p.c);
+    Heuristic h{};
+    if (mb != m && A.algo_check(A.handle, p.choice->desc, p.choice->a, p.b, p.c, p.c, &p.choice->algo, &h) == 0 &&
+        h.workspace_size <= workspace_bytes) {
+      p.algo = p.choice->algo;
+      p.workspace = h.workspace_size;
+    } else {
+      h = best_algo(A, p.choice->desc, p.choice->a, p.b, p.c, workspace_bytes, m, n, k);
+      p.algo = h.algo;
+      p.workspace = h.workspace_size;
+    }
     it = plans.emplace(key, p).first;
   }
   const Plan& p = it->second;  // the lock stays held: the bias pointer lives in the shared descriptor
-  if (bias) check(A.desc_set(p.desc, kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER");
+  Desc desc = p.choice->desc;
+  if (bias) check(A.desc_set(desc, kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER");
   float alpha = 1.0f, beta = 0.0f;
-  check(A.matmul(A.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo, workspace, p.workspace,
-                 stream),
+  check(A.matmul(A.handle, desc, &alpha, w, p.choice->a, x, p.b, &beta, out, p.c, out, p.c, &p.algo, workspace,
+                 p.workspace, stream),
         "Matmul");
 }
 
