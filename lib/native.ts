@@ -94,6 +94,8 @@ export interface NativeStepResult {
   deviceMs?: number;
   /** The step recorded a new CUDA graph, so it took longer than its kind usually does. */
   captured?: boolean;
+  /** Wall time of the call on its worker thread (without the event loop's work meanwhile). */
+  callMs: number;
 }
 
 /** A target prefill step whose features the draft extends over (see HostSpecPrefill). */
@@ -150,6 +152,8 @@ export interface NativeRoundResult {
   readMs: number;
   /** The round recorded a new CUDA graph, so it took longer than its kind usually does. */
   captured?: boolean;
+  /** Wall time of the call on its worker thread (without the event loop's work meanwhile). */
+  callMs: number;
 }
 
 export interface NativeDraftOptions {

@@ -156,8 +156,7 @@ export class Scheduler {
     return !this.policy!.prefersPlain(this.running.length, this.running.some((s) => s.sampling.temperature > 0));
   }
 
-  /** Returns whether the step recorded a new graph. */
-  private async plainStep(): Promise<boolean> {
+  private async plainStep(): Promise<NativeStepResult> {
     const entries = this.plan(this.running);
     const kind = entries.every((e) => e.count === 1) ? "decode" : "mixed";
     const result = await this.timed(kind, () => entries.reduce((n, e) => n + e.count, 0), async () => {
@@ -165,7 +164,7 @@ export class Scheduler {
       return [r, r.captured === true];
     });
     this.apply(entries, result);
-    return result.captured === true;
+    return result;
   }
 
   /** Runs one iteration of `kind`; `body` returns its result and whether it recorded a graph. */
@@ -181,14 +180,25 @@ export class Scheduler {
     const seqs = this.running.filter((s) => !s.done);
     const sampled = seqs.some((s) => s.sampling.temperature > 0);
     const choice: Choice = this.policy!.choose(seqs.length, sampled);
-    // After plain steps the draft catches up first. Its time counts against the round: it is the
-    // price of switching, and a tree that only wins without it does not pay.
-    const t0 = performance.now();
-    if (choice.kind === "tree") while (seqs.some((s) => s.drafted < s.cached)) await this.catchUp(seqs);
+    // Measured in native call time, which the event loop's other work (consumers reading the
+    // previous iteration's tokens) does not inflate. After plain steps the draft catches up first;
+    // its time counts against the round: it is the price of switching, and a tree that only wins
+    // without it does not pay.
+    let ms = 0;
+    if (choice.kind === "tree") while (seqs.some((s) => s.drafted < s.cached)) ms += await this.catchUp(seqs);
     const before = this.counters.generatedTokens;
     // Iterations that profiled phases or recorded a graph are slower than their kind: not measured.
-    const unusual = choice.kind === "plain" ? await this.plainStep() : await this.round(seqs, choice.shape);
-    if (!unusual) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, performance.now() - t0);
+    let unusual: boolean;
+    if (choice.kind === "plain") {
+      const r = await this.plainStep();
+      unusual = r.captured === true;
+      ms += r.callMs;
+    } else {
+      const r = await this.round(seqs, choice.shape);
+      unusual = r.unusual;
+      ms += r.callMs;
+    }
+    if (!unusual) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, ms);
   }
 
   /**
@@ -196,7 +206,7 @@ export class Scheduler {
    * whose next tokens are all known, on the features the plain steps kept (the target does not
    * run again).
    */
-  private async catchUp(seqs: Sequence[]): Promise<void> {
+  private async catchUp(seqs: Sequence[]): Promise<number> {
     let budget = this.options.maxStepTokens;
     const entries: StepEntry[] = [];
     for (const seq of seqs) {
@@ -206,8 +216,9 @@ export class Scheduler {
       entries.push({ seq, count, start: seq.drafted, samples: false });
     }
     const plan = { ...buildSpecPrefill(entries, (e) => e.start! + e.count === e.seq.cached), storedFeatures: true };
-    await this.timed("catchUp", () => plan.tokens.length, async () => [await this.executor.prefillSpeculative(plan), false]);
+    const r = await this.timed("catchUp", () => plan.tokens.length, async () => [await this.executor.prefillSpeculative(plan), false]);
     for (const e of entries) e.seq.drafted = e.start! + e.count;
+    return r.callMs;
   }
 
   /**
@@ -238,8 +249,8 @@ export class Scheduler {
     for (const { seq } of entries) if (current.has(seq)) seq.drafted = seq.cached;
   }
 
-  /** One speculative round for the decoding sequences; returns whether it was profiled or captured a graph. */
-  private async round(seqs: Sequence[], shape: TreeShape): Promise<boolean> {
+  /** One speculative round for the decoding sequences: its call time, and whether it was profiled or captured a graph. */
+  private async round(seqs: Sequence[], shape: TreeShape): Promise<{ unusual: boolean; callMs: number }> {
     const every = this.options.profileEvery ?? 0;
     const profile = every > 0 && this.spec!.iterations % every === 0;
     const maxPages = Math.max(...seqs.map((s) => s.pages.length));
@@ -274,7 +285,7 @@ export class Scheduler {
       seq.drafted = seq.cached;
       this.emit(seq, tokens);
     });
-    return profile || r.captured === true;
+    return { unusual: profile || r.captured === true, callMs: r.callMs };
   }
 
   private admit(): void {

@@ -1,6 +1,7 @@
 // JS class NativeQwenModel: a Qwen target (weights, KV cache, executor) on one device, with an
 // optional EAGLE-3 draft. Calls run on worker threads; calls on one model are serialised by its
 // mutex, and dispose() waits for the one in flight.
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -38,6 +39,7 @@ Napi::Object step_result(Napi::Env env, const e3::StepResult& r) {
   if (!r.hidden.empty()) out.Set("hidden", typed_copy<float, Napi::Float32Array>(env, r.hidden));
   if (r.device_ms >= 0) out.Set("deviceMs", r.device_ms);
   out.Set("captured", r.captured);
+  out.Set("callMs", r.call_ms);
   return out;
 }
 
@@ -54,6 +56,7 @@ Napi::Object round_result(Napi::Env env, const e3::SpecRoundResult& r) {
   out.Set("stageMs", r.stage_ms);
   out.Set("readMs", r.read_ms);
   out.Set("captured", r.captured);
+  out.Set("callMs", r.call_ms);
   return out;
 }
 
@@ -89,6 +92,18 @@ class TaskWorker : public Napi::AsyncWorker {
   R result_;
   std::string code_, message_;
 };
+
+// `work` with its wall time on the worker thread in the result's call_ms: what the call cost,
+// without the event loop's other work while its promise waited.
+template <class R>
+std::function<R(ModelState&)> timed(std::function<R(ModelState&)> work) {
+  return [work = std::move(work)](ModelState& s) {
+    auto t0 = std::chrono::steady_clock::now();
+    R r = work(s);
+    r.call_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  };
+}
 
 template <class R>
 Napi::Value queue(Napi::Env env, std::shared_ptr<ModelState> state, std::function<R(ModelState&)> work,
@@ -145,7 +160,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Step(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto step = std::make_shared<e3::HostStep>(parse_step(arg_object(info[0], "step")));
-      return queue<e3::StepResult>(info.Env(), state_, [step](ModelState& s) { return s.target()->run(*step); },
+      return queue<e3::StepResult>(info.Env(), state_, timed<e3::StepResult>([step](ModelState& s) { return s.target()->run(*step); }),
                                    [](Napi::Env env, const e3::StepResult& r) { return Napi::Value(step_result(env, r)); });
     });
   }
@@ -153,7 +168,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Prefill(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto p = std::make_shared<e3::HostSpecPrefill>(parse_spec_prefill(arg_object(info[0], "prefill")));
-      return queue<e3::StepResult>(info.Env(), state_, [p](ModelState& s) { return spec_of(s).prefill(*p); },
+      return queue<e3::StepResult>(info.Env(), state_, timed<e3::StepResult>([p](ModelState& s) { return spec_of(s).prefill(*p); }),
                                    [](Napi::Env env, const e3::StepResult& r) { return Napi::Value(step_result(env, r)); });
     });
   }
@@ -161,7 +176,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Round(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto r = std::make_shared<e3::HostSpecRound>(parse_spec_round(arg_object(info[0], "round")));
-      return queue<e3::SpecRoundResult>(info.Env(), state_, [r](ModelState& s) { return spec_of(s).round(*r); },
+      return queue<e3::SpecRoundResult>(info.Env(), state_, timed<e3::SpecRoundResult>([r](ModelState& s) { return spec_of(s).round(*r); }),
                                         [](Napi::Env env, const e3::SpecRoundResult& x) { return Napi::Value(round_result(env, x)); });
     });
   }

@@ -46,6 +46,7 @@ struct SpecRoundResult {
   double device_ms = 0;                               // device time of the whole round
   double stage_ms = 0, read_ms = 0;                   // host time checking and uploading it, reading it back
   bool captured = false;                              // it recorded a new graph (so it was slower)
+  double call_ms = 0;                                 // wall time of the whole call on its worker thread
 };
 
 class SpecRunner {

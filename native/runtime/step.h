@@ -19,6 +19,7 @@ struct StepResult {
   std::vector<float> hidden;    // [T · C·H] when want_hidden
   double device_ms = -1;        // forward + sampling on the device, when want_timing
   bool captured = false;        // this step recorded a new graph (so it was slower than usual)
+  double call_ms = 0;           // wall time of the whole call on its worker thread
 };
 
 struct ExecutorOptions {

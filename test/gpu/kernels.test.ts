@@ -75,7 +75,8 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
   // Above 64 rows, products share the cuBLASLt algorithm of their power-of-two row bucket.
   it.each([1, 3, 7, 8, 9, 64, 111, 127, 200, 989])("linear, %i rows, both product paths, bias and f32 logits", (m) => {
     const r = rng(100 + m);
-    for (const [n, k] of [[96, 64], [2560, 2560], [1000, 9728]]) {
+    // Large row counts on small products only: the CPU reference stays quick.
+    for (const [n, k] of m > 111 ? [[96, 64], [1000, 256]] : [[96, 64], [2560, 2560], [1000, 9728]]) {
       const [xc, xg] = pair(randn(m * k, r), [m, k]);
       const [wc, wg] = pair(randn(n * k, r, 0.05), [n, k], "bf16");
       const [bc, bg] = pair(randn(n, r, 0.1), [n], "bf16");

@@ -12,7 +12,8 @@ import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
 /**
  * Every step samples token 5. Plain steps take one macrotask (so a consumer of the tokens runs
- * between steps); rounds take 3 ms and accept nothing, so plain steps measure faster.
+ * between steps) and report 1 ms of call time; rounds take 3 ms and accept nothing, so plain steps
+ * measure faster; a catch-up reports `catchUpMs`.
  */
 class ScriptedExecutor implements StepExecutor {
   readonly log: string[] = [];
@@ -21,12 +22,11 @@ class ScriptedExecutor implements StepExecutor {
   async step(s: NativeStep): Promise<NativeStepResult> {
     await new Promise((resolve) => setImmediate(resolve));
     this.log.push(`step ${s.tokens.length}`);
-    return { tokens: new Int32Array(s.logitRows.length).fill(5) };
+    return { tokens: new Int32Array(s.logitRows.length).fill(5), callMs: 1 };
   }
   async prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult> {
-    if (p.storedFeatures && this.catchUpMs) await new Promise((resolve) => setTimeout(resolve, this.catchUpMs));
     this.log.push(`${p.storedFeatures ? "catch-up" : "prefill"} ${p.tokens.length}`);
-    return { tokens: new Int32Array(p.logitRows.length).fill(5) };
+    return { tokens: new Int32Array(p.logitRows.length).fill(5), callMs: p.storedFeatures ? this.catchUpMs : 1 };
   }
   async speculativeRound(r: NativeRound): Promise<NativeRoundResult> {
     await new Promise((resolve) => setTimeout(resolve, 3));
@@ -35,7 +35,7 @@ class ScriptedExecutor implements StepExecutor {
     this.roundTokens += B;
     return {
       tokens: new Int32Array(B).fill(5), counts: new Int32Array(B).fill(1), drafted: new Int32Array(B).fill(r.draftTokens - 1),
-      trees: new Int32Array(B * r.draftTokens), draftMs: 0, verifyMs: 0, acceptMs: 0, deviceMs: 0, stageMs: 0, readMs: 0,
+      trees: new Int32Array(B * r.draftTokens), draftMs: 0, verifyMs: 0, acceptMs: 0, deviceMs: 0, stageMs: 0, readMs: 0, callMs: 3,
     };
   }
 }
