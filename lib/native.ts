@@ -217,7 +217,9 @@ export interface NativeAttentionLayout {
 export interface NativeOps {
   embedding(ids: NativeTensor, table: NativeTensor, out: NativeTensor): void;
   rmsnorm(x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor): void;
-  addRmsnorm(residual: NativeTensor, x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor): void;
+  /** With `capture`, the new residual's row r also goes to dst[rows?.[r] ?? r, c : c + n] for each c in cols (at most 3). */
+  addRmsnorm(residual: NativeTensor, x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor,
+    capture?: { dst: NativeTensor; rows?: NativeTensor | null; cols: number[] }): void;
   linear(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, out: NativeTensor): void;
   qkvRopeStore(
     qkv: NativeTensor, qNorm: NativeTensor | null, kNorm: NativeTensor | null, eps: number, positions: NativeTensor,

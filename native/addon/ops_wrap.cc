@@ -64,6 +64,24 @@ e3::Tensor opt_or_none(const Napi::Value& v, const char* what) {
   return t ? *t : e3::Tensor();
 }
 
+// { dst, rows?, cols: number[] }, or nothing
+e3::ResidualCapture parse_capture(const Napi::Value& v) {
+  e3::ResidualCapture c;
+  if (v.IsUndefined() || v.IsNull()) return c;
+  Napi::Object o = arg_object(v, "capture");
+  c.dst = TensorWrap::From(o.Get("dst"), "capture.dst");
+  c.rows = opt_or_none(o.Get("rows"), "capture.rows");
+  Napi::Value cols = o.Get("cols");
+  if (!cols.IsArray()) e3::fail(e3::Code::InvalidArgument, "capture.cols must be an array of column offsets");
+  Napi::Array a = cols.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) e3::fail(e3::Code::InvalidArgument, "capture.cols[" + std::to_string(i) + "] must be a number");
+    c.cols.push_back(x.As<Napi::Number>().Int64Value());
+  }
+  return c;
+}
+
 class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -120,7 +138,9 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
     return run(i, [&](e3::Ops& o) { o.rmsnorm(T(i, 0, "x"), T(i, 1, "w"), F(i, 2), T(i, 3, "out")); });
   }
   Napi::Value AddRmsnorm(const Napi::CallbackInfo& i) {
-    return run(i, [&](e3::Ops& o) { o.add_rmsnorm(T(i, 0, "residual"), T(i, 1, "x"), T(i, 2, "w"), F(i, 3), T(i, 4, "out")); });
+    return run(i, [&](e3::Ops& o) {
+      o.add_rmsnorm(T(i, 0, "residual"), T(i, 1, "x"), T(i, 2, "w"), F(i, 3), T(i, 4, "out"), parse_capture(i[5]));
+    });
   }
   Napi::Value Linear(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.linear(T(i, 0, "x"), T(i, 1, "w"), opt_tensor(i[2], "bias"), T(i, 3, "out")); });

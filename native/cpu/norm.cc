@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "cpu/cpu_ops.h"
 #include "runtime/error.h"
@@ -26,14 +28,24 @@ void CpuOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& 
   rmsnorm_rows(x.ptr<float>(), w, eps, out.ptr<float>(), x.numel() / n, n);
 }
 
-void CpuOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+void CpuOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
+                         const ResidualCapture& capture) {
   expect_dtype(residual, DType::F32, "add_rmsnorm residual");
   expect_dtype(x, DType::F32, "add_rmsnorm x");
   E3_ARG(residual.numel() == x.numel(), "add_rmsnorm: " + residual.describe() + " vs " + x.describe());
+  const int64_t n = w.dim(-1), rows = n > 0 ? x.numel() / n : 0;
+  check_capture(capture, rows, n, Device::CPU, DType::F32);
   float* r = residual.ptr<float>();
   const float* xp = x.ptr<float>();
   for (int64_t i = 0; i < x.numel(); ++i) r[i] += xp[i];
   rmsnorm(residual, w, eps, out);
+  for (int64_t t = 0; t < rows && !capture.cols.empty(); ++t) {
+    int64_t row = capture.rows.defined() ? capture.rows.ptr<int32_t>()[t] : t;
+    E3_ARG(row >= 0 && row < capture.dst.dim(0), "add_rmsnorm capture row " + std::to_string(row) + " outside " +
+                                                     capture.dst.describe());
+    for (int64_t col : capture.cols)
+      std::copy_n(r + t * n, n, capture.dst.ptr<float>() + row * capture.dst.dim(1) + col);
+  }
 }
 
 }  // namespace e3

@@ -7,18 +7,25 @@ namespace e3k {
 
 // One block per row. The row is read once into registers-sized chunks held in shared memory,
 // so the residual add and the normalisation need a single pass over global memory.
+__device__ __forceinline__ bf16* capture_row(const RowCapture& cap) {
+  return cap.dst + int64_t(cap.rows ? cap.rows[blockIdx.x] : int32_t(blockIdx.x)) * cap.stride;
+}
+
 template <bool ADD>
-__global__ void rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* w, bf16* out, int n, int groups, float eps) {
+__global__ void rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* w, bf16* out, int n, int groups, float eps,
+                               RowCapture cap) {
   pdl_begin();
   extern __shared__ float row[];
   __shared__ float scratch[32];
   int64_t base = int64_t(blockIdx.x) * n;
+  bf16* kept = ADD && cap.cols ? capture_row(cap) : nullptr;
   float ss = 0.0f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     float v = __bfloat162float(x[base + i]);
     if (ADD) {
       v = rbf(v + __bfloat162float(residual[base + i]));
       residual[base + i] = __float2bfloat16(v);
+      for (int j = 0; kept && j < cap.cols; ++j) kept[cap.col[j] + i] = __float2bfloat16(v);
     }
     row[i] = v;
     ss += v * v;
@@ -31,10 +38,12 @@ __global__ void rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* w, bf1
 // The same in one pass with the row in registers: 16-byte accesses, one chunk of eight per thread
 // (PER chunks when the row is longer than the block). For rows of n % 8 == 0 up to 8·PER·1024.
 template <bool ADD, int PER>
-__global__ void rmsnorm_vec_kernel(bf16* residual, const bf16* x, const bf16* w, bf16* out, int n, int groups, float eps) {
+__global__ void rmsnorm_vec_kernel(bf16* residual, const bf16* x, const bf16* w, bf16* out, int n, int groups, float eps,
+                                   RowCapture cap) {
   pdl_begin();
   __shared__ float scratch[32];
   const int64_t base = int64_t(blockIdx.x) * n;
+  bf16* kept = ADD && cap.cols ? capture_row(cap) : nullptr;
   const int chunks = n / 8;
   float v[PER][8];
   float ss = 0.0f;
@@ -48,7 +57,9 @@ __global__ void rmsnorm_vec_kernel(bf16* residual, const bf16* x, const bf16* w,
       unpack8(reinterpret_cast<const Bf16x8*>(residual + base)[c], r);
 #pragma unroll
       for (int e = 0; e < 8; ++e) v[p][e] = rbf(v[p][e] + r[e]);
-      reinterpret_cast<Bf16x8*>(residual + base)[c] = pack8(v[p]);
+      const Bf16x8 sum = pack8(v[p]);
+      reinterpret_cast<Bf16x8*>(residual + base)[c] = sum;
+      for (int j = 0; kept && j < cap.cols; ++j) reinterpret_cast<Bf16x8*>(kept + cap.col[j])[c] = sum;
     }
 #pragma unroll
     for (int e = 0; e < 8; ++e) ss += v[p][e] * v[p][e];
@@ -69,20 +80,24 @@ __global__ void rmsnorm_vec_kernel(bf16* residual, const bf16* x, const bf16* w,
 
 template <bool ADD>
 static cudaError_t launch_vec(bf16* residual, const bf16* x, const bf16* w, bf16* out, int rows, int n, int groups,
-                              float eps, cudaStream_t s) {
+                              float eps, const RowCapture& cap, cudaStream_t s) {
   int chunks = n / 8, threads = std::min(1024, (chunks + 31) / 32 * 32);
   int per = (chunks + threads - 1) / threads;
-  if (per == 1) return launch(rmsnorm_vec_kernel<ADD, 1>, dim3(rows), dim3(threads), 0, s, residual, x, w, out, n, groups, eps);
-  if (per == 2) return launch(rmsnorm_vec_kernel<ADD, 2>, dim3(rows), dim3(threads), 0, s, residual, x, w, out, n, groups, eps);
-  return launch(rmsnorm_vec_kernel<ADD, 4>, dim3(rows), dim3(threads), 0, s, residual, x, w, out, n, groups, eps);
+  if (per == 1) return launch(rmsnorm_vec_kernel<ADD, 1>, dim3(rows), dim3(threads), 0, s, residual, x, w, out, n, groups, eps, cap);
+  if (per == 2) return launch(rmsnorm_vec_kernel<ADD, 2>, dim3(rows), dim3(threads), 0, s, residual, x, w, out, n, groups, eps, cap);
+  return launch(rmsnorm_vec_kernel<ADD, 4>, dim3(rows), dim3(threads), 0, s, residual, x, w, out, n, groups, eps, cap);
 }
 
 static cudaError_t launch(bf16* residual, const bf16* x, const bf16* w, bf16* out, int rows, int n, int groups,
-                          float eps, cudaStream_t s, bool add) {
+                          float eps, const RowCapture& cap, cudaStream_t s, bool add) {
   if (rows == 0) return cudaSuccess;
-  if (n % 8 == 0 && n <= 8 * 4 * 1024)
-    return add ? launch_vec<true>(residual, x, w, out, rows, n, groups, eps, s)
-               : launch_vec<false>(residual, x, w, out, rows, n, groups, eps, s);
+  if (cap.cols < 0 || cap.cols > kMaxCaptureCols || (cap.cols && (!add || !cap.dst))) return cudaErrorInvalidValue;
+  // The vector path writes 16-byte chunks: capture columns and stride must keep them aligned.
+  bool aligned = cap.stride % 8 == 0;
+  for (int j = 0; j < cap.cols; ++j) aligned = aligned && cap.col[j] % 8 == 0;
+  if (n % 8 == 0 && n <= 8 * 4 * 1024 && aligned)
+    return add ? launch_vec<true>(residual, x, w, out, rows, n, groups, eps, cap, s)
+               : launch_vec<false>(residual, x, w, out, rows, n, groups, eps, cap, s);
   int threads = n >= 1024 ? 512 : n >= 256 ? 256 : 64;
   size_t smem = size_t(n) * sizeof(float);
   if (smem > 48 * 1024) {
@@ -90,17 +105,17 @@ static cudaError_t launch(bf16* residual, const bf16* x, const bf16* w, bf16* ou
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
   }
-  if (add) return launch(rmsnorm_kernel<true>, dim3(rows), dim3(threads), smem, s, residual, x, w, out, n, groups, eps);
-  return launch(rmsnorm_kernel<false>, dim3(rows), dim3(threads), smem, s, residual, x, w, out, n, groups, eps);
+  if (add) return launch(rmsnorm_kernel<true>, dim3(rows), dim3(threads), smem, s, residual, x, w, out, n, groups, eps, cap);
+  return launch(rmsnorm_kernel<false>, dim3(rows), dim3(threads), smem, s, residual, x, w, out, n, groups, eps, cap);
 }
 
 cudaError_t rmsnorm(const bf16* x, const bf16* w, bf16* out, int rows, int n, int groups, float eps, cudaStream_t s) {
-  return launch(nullptr, x, w, out, rows, n, groups, eps, s, false);
+  return launch(nullptr, x, w, out, rows, n, groups, eps, RowCapture{}, s, false);
 }
 
 cudaError_t add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, bf16* out, int rows, int n, float eps,
-                        cudaStream_t s) {
-  return launch(residual, x, w, out, rows, n, 1, eps, s, true);
+                        const RowCapture& cap, cudaStream_t s) {
+  return launch(residual, x, w, out, rows, n, 1, eps, cap, s, true);
 }
 
 }  // namespace e3k

@@ -8,8 +8,20 @@ namespace e3k {
 
 // w holds `groups` weight rows of n; row r of x uses w[r % groups].
 cudaError_t rmsnorm(const bf16* x, const bf16* w, bf16* out, int rows, int n, int groups, float eps, cudaStream_t s);
-// residual = bf16(residual + x); out = rmsnorm(residual)
+// Where add_rmsnorm also writes the new residual (a target layer's output, kept as a draft
+// feature): row r goes to dst[(rows ? rows[r] : r) · stride + col[j]] for each of the `cols`
+// column offsets, so that no separate copy or scatter runs after the norm.
+struct RowCapture {
+  bf16* dst = nullptr;
+  const int32_t* rows = nullptr;
+  int64_t stride = 0;
+  int cols = 0;
+  int64_t col[3] = {0, 0, 0};
+};
+constexpr int kMaxCaptureCols = 3;
+
+// residual = bf16(residual + x); out = rmsnorm(residual); the residual captured as `cap` says
 cudaError_t add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, bf16* out, int rows, int n, float eps,
-                        cudaStream_t s);
+                        const RowCapture& cap, cudaStream_t s);
 
 }  // namespace e3k

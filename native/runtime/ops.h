@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "runtime/sampling_params.h"
 #include "runtime/tensor.h"
@@ -46,6 +47,18 @@ struct TreeState {
   Tensor live;    // i32 [B, K] flat indices of the nodes the next draft step runs on
 };
 
+// Where add_rmsnorm also writes the new residual (a target layer's output, kept for the draft):
+// row r into dst[rows[r], c : c + n] (row r when rows is undefined) for each offset c in cols, at
+// most three. Fused into the norm so that keeping features costs no launch of its own.
+struct ResidualCapture {
+  Tensor dst;                 // [D, W]
+  Tensor rows;                // i32 [R] or undefined
+  std::vector<int64_t> cols;  // column offsets into dst; empty: nothing is captured
+};
+
+// Throws unless `c` can capture `rows` residual rows of n elements on `device` in `act` dtype.
+void check_capture(const ResidualCapture& c, int64_t rows, int64_t n, Device device, DType act);
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -57,9 +70,9 @@ class Ops {
   // Row-wise RMSNorm over rows of n = w.dim(-1) elements. w is [n], or [G, n] for G interleaved
   // groups (row r uses w[r % G]: EAGLE-3.1's per-feature fc_norm over [T, G·n]).
   virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;
-  // residual += x; out = rmsnorm(residual)
-  virtual void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
-                           const Tensor& out) = 0;
+  // residual += x; out = rmsnorm(residual); the new residual also written where `capture` says
+  virtual void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
+                           const ResidualCapture& capture = {}) = 0;
   // out[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]); out may be f32 (logits) or act dtype.
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) = 0;
   // Splits fused qkv [T, (nh + 2·nkv)·d] into q/k/v heads, applies the optional per-head RMSNorm

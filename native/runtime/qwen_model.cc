@@ -71,9 +71,12 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
   Tensor x = x_.rows(0, T), normed = normed_.rows(0, T), qkv = qkv_.rows(0, T), q = q_.rows(0, T),
          attn = attn_.rows(0, T), proj = proj_.rows(0, T), gate_up = gate_up_.rows(0, T), act = act_.rows(0, T);
   float scale = 1.0f / std::sqrt(float(c.head_dim));
+  // The output of `layer` (the residual after the next add) goes to its columns of the features.
   auto capture = [&](int layer) {
+    ResidualCapture cap{io.hidden, io.hidden_rows, {}};
     for (size_t i = 0; i < c.capture_layers.size(); ++i)
-      if (c.capture_layers[i] == layer) ops_.copy_columns(x, io.hidden, int64_t(i) * H);
+      if (c.capture_layers[i] == layer) cap.cols.push_back(int64_t(i) * H);
+    return cap;
   };
 
   ops_.embedding(io.tokens, w_.embed, x);
@@ -82,8 +85,7 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
     if (l == 0) {
       ops_.rmsnorm(x, L.input_norm, c.eps, normed);
     } else {
-      ops_.add_rmsnorm(x, proj, L.input_norm, c.eps, normed);  // x is now layer l-1's output
-      capture(l - 1);
+      ops_.add_rmsnorm(x, proj, L.input_norm, c.eps, normed, capture(l - 1));  // x is now layer l-1's output
     }
     ops_.linear(normed, L.qkv, c.qkv_bias ? &L.qkv_bias : nullptr, qkv);
     ops_.qkv_rope_store(qkv, c.qk_norm ? &L.q_norm : nullptr, c.qk_norm ? &L.k_norm : nullptr, c.eps, io.positions,
@@ -95,8 +97,7 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
     ops_.silu_mul(gate_up, act);
     ops_.linear(act, L.down, nullptr, proj);
   }
-  ops_.add_rmsnorm(x, proj, w_.final_norm, c.eps, normed);
-  capture(c.layers - 1);
+  ops_.add_rmsnorm(x, proj, w_.final_norm, c.eps, normed, capture(c.layers - 1));
   if (R == 0) return;
   Tensor last = last_.rows(0, R);
   ops_.gather_rows(normed, io.logit_rows, last);

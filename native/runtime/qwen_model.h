@@ -34,6 +34,7 @@ struct StepTensors {
   Tensor sampling;           // u8 [R · 32]: SamplingParams of each row (empty: no sampling)
   Tensor logits;             // f32 [R, V]
   Tensor hidden;             // act [T, C·H] for C capture layers (undefined when C = 0)
+  Tensor hidden_rows;        // i32 [T]: the row of `hidden` each token's states go to (undefined: row t)
 };
 
 class QwenModel {

@@ -127,11 +127,9 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   prefill_inputs_.upload(ops_);
   Tensor logits = logits_.rows(0, int64_t(finals.size()));
   Tensor states = states_.rows(0, int64_t(T));
-  Tensor feats = target_->hidden().rows(0, int64_t(T));
-  if (p.stored_features) {
-    feats = features_.rows(0, int64_t(T));
-    ops_.gather_rows(feature_store_, in.layout.slots, feats);
-  }
+  // The target's step kept its features in the store, as plain steps did for a draft catching up.
+  Tensor feats = features_.rows(0, int64_t(T));
+  ops_.gather_rows(feature_store_, in.layout.slots, feats);
   draft(in, feats, Tensor(), logits, states);
   store_slots(slots_t, logits, states, in.logit_rows);
   StepResult out;

@@ -65,6 +65,8 @@ void Executor::validate(const HostStep& s) const {
                                            std::to_string(logits_.dim(0)) + " per step");
   E3_ARG(s.sampling.empty() || s.sampling.size() == R, "sampling needs one entry per logit row");
   E3_ARG(!s.want_hidden || hidden_.defined(), "hidden states were asked for but the model captures no layers");
+  E3_ARG(!s.want_hidden || !feature_store_.defined(),
+         "hidden states were asked for, but a model with a draft keeps them for the draft: ask a model without one");
 }
 
 namespace {
@@ -107,8 +109,11 @@ void Executor::keep_features(const Tensor& store) {
 }
 
 void Executor::compute_step(const StepTensors& io, Sampling sampling) {
-  compute(io, sampling);
-  if (feature_store_.defined()) ops_->scatter_rows(io.hidden, io.layout.slots, feature_store_);
+  if (!feature_store_.defined()) return compute(io, sampling);
+  StepTensors kept = io;  // the norms write the features straight to the tokens' cache rows
+  kept.hidden = feature_store_;
+  kept.hidden_rows = io.layout.slots;
+  compute(kept, sampling);
 }
 
 Executor::Sampling Executor::sampling_of(const HostStep& s) {

@@ -44,7 +44,8 @@ class Executor {
   enum class Sampling { None, Greedy, Draw };
   static Sampling sampling_of(const HostStep& s);
   void compute(const StepTensors& io, Sampling sampling);
-  // compute(), then the features kept for the draft (when keep_features() asked for them).
+  // compute(), the captured states written to the feature store (when keep_features() asked for
+  // one) instead of hidden().
   void compute_step(const StepTensors& io, Sampling sampling);
   // From now on run() and compute_step() also keep each token's captured hidden states (the
   // draft's features) in `store` [cache rows, C·H], at the token's KV cache row: a speculative

@@ -72,6 +72,38 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     }
   });
 
+  // The residual also kept as draft features: rows scattered, two of three column blocks written
+  // (at n = 64 off the 16-byte grid, so the scalar path runs), the rest left as it was.
+  it.each([1, 7, 111, 989])("add_rmsnorm capturing the residual, %i rows", (rows) => {
+    const r = rng(500 + rows);
+    for (const n of [64, 2560]) {
+      const shift = n === 64 ? 4 : 0, width = 3 * n + shift, dstRows = rows + 5, cols = [shift, 2 * n + shift];
+      const order = Array.from({ length: dstRows }, (_, i) => i).sort(() => r() - 0.5).slice(0, rows);
+      const run = (ops: NativeOps, dev: "cpu" | "cuda", dt: "f32" | "bf16", res: NativeTensor, x: NativeTensor, w: NativeTensor) => {
+        const dst = poisoned(dt, [dstRows, width], dev), out = poisoned(dt, [rows, n], dev);
+        ops.addRmsnorm(res, x, w, 1e-6, out, { dst, rows: tensor(Int32Array.from(order), "i32", [rows], dev), cols });
+        return { res: values(res), out, dst: values(dst) };
+      };
+      const [xc, xg] = pair(randn(rows * n, r, 2), [rows, n]);
+      const [wc, wg] = pair(uniform(n, r, 0.5, 1.5), [n], "bf16");
+      const [rc, rg] = pair(randn(rows * n, r), [rows, n]);
+      const want = run(cpu(), "cpu", "f32", rc, xc, wc), got = run(gpu(), "cuda", "bf16", rg, xg, wg);
+      expectClose(got.out, want.out, BF16_TOL, `add_rmsnorm with capture n=${n}`);
+      // Captured elements equal the residual each backend computed; nothing else was written.
+      const wrong = { gpu: 0, cpu: 0 };
+      for (const [i, row] of order.entries())
+        for (const k of cols)
+          for (let c = 0; c < n; c++) {
+            wrong.gpu += Number(got.dst[row * width + k + c] !== got.res[i * n + c]);
+            wrong.cpu += Number(want.dst[row * width + k + c] !== want.res[i * n + c]);
+          }
+      expect(wrong, `n=${n}`).toEqual({ gpu: 0, cpu: 0 });
+      const untouched = dstRows * width - rows * cols.length * n;
+      expect(got.dst.filter(Number.isNaN).length, "elements left unwritten").toBe(untouched);
+      expect(want.dst.filter(Number.isNaN).length).toBe(untouched);
+    }
+  });
+
   // Above 64 rows, products share the cuBLASLt algorithm of their power-of-two row bucket.
   it.each([1, 3, 7, 8, 9, 64, 111, 127, 200, 989])("linear, %i rows, both product paths, bias and f32 logits", (m) => {
     const r = rng(100 + m);

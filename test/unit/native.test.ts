@@ -64,3 +64,30 @@ describe("native tensors", () => {
       .rejects.toMatchObject({ code: "ERR_BAD_CHECKPOINT", message: expect.stringMatching(/missing\.bin/) });
   });
 });
+
+describe("CPU ops", () => {
+  const ops = () => new (native().NativeOps)("cpu");
+  const f32 = (data: number[], shape: number[]) => native().NativeTensor.fromBytes(Float32Array.from(data), "f32", shape, "cpu");
+  const read = (t: { toBytes(): Uint8Array }) => Array.from(new Float32Array(t.toBytes().slice().buffer));
+
+  it("add_rmsnorm keeps the new residual at the rows and columns its capture names, and nothing else", () => {
+    const res = f32([1, 2, 3, 4], [2, 2]), x = f32([1, 1, 1, 1], [2, 2]), w = f32([1, 1], [2]), out = f32([0, 0, 0, 0], [2, 2]);
+    const dst = f32(Array(3 * 6).fill(-1), [3, 6]);
+    const rows = native().NativeTensor.fromBytes(Int32Array.from([2, 0]), "i32", [2], "cpu");
+    ops().addRmsnorm(res, x, w, 0, out, { dst, rows, cols: [0, 4] });
+    expect(read(res)).toEqual([2, 3, 4, 5]);
+    expect(read(dst)).toEqual([4, 5, -1, -1, 4, 5, -1, -1, -1, -1, -1, -1, 2, 3, -1, -1, 2, 3]);
+  });
+
+  it("refuses a capture outside its destination or of more than three blocks, with ERR_INVALID_ARGUMENT", () => {
+    const t = () => f32([1, 2, 3, 4], [2, 2]), w = f32([1, 1], [2]);
+    const bad = [
+      { dst: f32(Array(8).fill(0), [2, 4]), cols: [3] },
+      { dst: f32(Array(16).fill(0), [2, 8]), cols: [0, 2, 4, 6] },
+      { dst: f32(Array(4).fill(0), [1, 4]), cols: [0] },
+      { dst: f32(Array(8).fill(0), [2, 4]), rows: native().NativeTensor.fromBytes(Int32Array.from([0, 5]), "i32", [2], "cpu"), cols: [0] },
+    ];
+    for (const capture of bad)
+      expect(() => ops().addRmsnorm(t(), t(), w, 1e-6, t(), capture)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/capture/) }));
+  });
+});

@@ -149,7 +149,8 @@ void CudaOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor&
   check(e3k::rmsnorm(bf(x), bf(w), bf(out), int(x.numel() / n), int(n), int(w.numel() / n), eps, stream_), "rmsnorm");
 }
 
-void CudaOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+void CudaOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
+                          const ResidualCapture& capture) {
   on_gpu(residual, DType::BF16, "add_rmsnorm residual");
   on_gpu(x, DType::BF16, "add_rmsnorm x");
   on_gpu(w, DType::BF16, "add_rmsnorm w");
@@ -157,7 +158,17 @@ void CudaOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor&
   int64_t n = w.numel();
   E3_ARG(x.numel() == residual.numel() && x.numel() % n == 0 && out.numel() == x.numel(),
          "add_rmsnorm: " + residual.describe() + " + " + x.describe() + " vs " + w.describe());
-  check(e3k::add_rmsnorm(bf(residual), bf(x), bf(w), bf(out), int(x.numel() / n), int(n), eps, stream_), "add_rmsnorm");
+  const int64_t rows = x.numel() / n;
+  check_capture(capture, rows, n, Device::CUDA, DType::BF16);
+  e3k::RowCapture cap;
+  if (!capture.cols.empty()) {
+    cap.dst = bf(capture.dst);
+    cap.rows = opt<int32_t>(capture.rows);
+    cap.stride = capture.dst.dim(1);
+    cap.cols = int(capture.cols.size());
+    std::copy(capture.cols.begin(), capture.cols.end(), cap.col);
+  }
+  check(e3k::add_rmsnorm(bf(residual), bf(x), bf(w), bf(out), int(rows), int(n), eps, cap, stream_), "add_rmsnorm");
 }
 
 void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) {

@@ -23,7 +23,8 @@ class CudaOps final : public Ops {
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
-  void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
+                   const ResidualCapture& capture) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;
   void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
                       const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,

@@ -1,0 +1,26 @@
+#include "runtime/ops.h"
+
+#include <string>
+
+#include "runtime/error.h"
+
+namespace e3 {
+
+void check_capture(const ResidualCapture& c, int64_t rows, int64_t n, Device device, DType act) {
+  if (c.cols.empty()) return;
+  E3_ARG(c.cols.size() <= 3, "add_rmsnorm captures into at most 3 column offsets, got " + std::to_string(c.cols.size()));
+  E3_ARG(c.dst.defined() && c.dst.rank() == 2 && c.dst.device() == device && c.dst.dtype() == act,
+         "add_rmsnorm capture: expected a 2-d " + std::string(dtype_name(act)) + " tensor on the ops' device, got " +
+             (c.dst.defined() ? c.dst.describe() : std::string("nothing")));
+  if (c.rows.defined())
+    E3_ARG(c.rows.device() == device && c.rows.dtype() == DType::I32 && c.rows.numel() == rows,
+           "add_rmsnorm capture rows: expected " + std::to_string(rows) + " i32 row indices, got " + c.rows.describe());
+  else
+    E3_ARG(c.dst.dim(0) >= rows, "add_rmsnorm capture: " + c.dst.describe() + " has fewer than " +
+                                     std::to_string(rows) + " rows");
+  for (int64_t col : c.cols)
+    E3_ARG(col >= 0 && col + n <= c.dst.dim(1), "add_rmsnorm capture: columns " + std::to_string(col) + ".." +
+                                                    std::to_string(col + n) + " outside " + c.dst.describe());
+}
+
+}  // namespace e3
