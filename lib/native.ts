@@ -229,6 +229,9 @@ export interface NativeOps {
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;
   gatherRows(x: NativeTensor, rows: NativeTensor, out: NativeTensor): void;
   copyColumns(src: NativeTensor, dst: NativeTensor, col: number): void;
+  /** The device work of the ops `fn` calls, recorded as a graph (not run); its id for replay(), or -1 without graphs (CPU: fn not called). */
+  capture(fn: () => void): number;
+  replay(graph: number): void;
   scatterRows(src: NativeTensor, rows: NativeTensor, dst: NativeTensor): void;
   topkSoftmax(logits: NativeTensor, k: number, map: NativeTensor | null, probs: NativeTensor, ids: NativeTensor): void;
   sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;

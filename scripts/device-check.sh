@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED=1
 vitest() { node node_modules/vitest/vitest.mjs run "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.free,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 # Each kernel family on its own, so a hang names itself.
-[ -n "${SKIP_KERNELS:-}" ] || for t in rmsnorm linear qkv_rope attention embedding sampling topk scatter argmax tree; do
+[ -n "${SKIP_KERNELS:-}" ] || for t in rmsnorm graph linear qkv_rope attention embedding sampling topk scatter argmax tree; do
   timeout 120 bash -c "$(declare -f vitest); vitest --reporter=verbose test/gpu/kernels.test.ts -t $t" >> "$OUT/kernels.log" 2>&1
   echo "kernels $t rc=$?"
 done

@@ -1,6 +1,7 @@
 /**
- * Each op of one decode step at a preset's shapes (batch `rows`), timed alone on the device: the
- * time of the whole step splits into these plus launch gaps. Products are timed on both paths
+ * Each op of one decode step at a preset's shapes (batch `rows`), timed on the device in a graph of
+ * repeats of it alone: the time of the whole step splits into these and what its ops' differing
+ * neighbours cost. Products are timed on both paths
  * (own GEMV, cuBLASLt) so the choice between them is a measurement.
  */
 import type { TargetConfig } from "../model/config.js";
@@ -25,12 +26,16 @@ export function benchKernels(cfg: TargetConfig, rows: number, context: number): 
     if (dtype === "bf16") ops.fillNormal(t, shape.length * 31 + shape[0], 0, 0.5);
     return t;
   };
+  // Replayed from a graph of `reps` runs, as in a model step: neither the host's cost of each call
+  // nor its launch latency shows, the gap between kernels in a graph does.
   const time = (run: () => void, reps = 50): number => {
-    run();
+    run();  // plans and workspaces, before the capture
+    const graph = ops.capture(() => { for (let i = 0; i < reps; i++) run(); });
+    ops.replay(graph);
     const ms: number[] = [];
     for (let r = 0; r < 5; r++) {
       ops.timerStart();
-      for (let i = 0; i < reps; i++) run();
+      ops.replay(graph);
       ms.push(ops.timerStop() / reps);
     }
     return median(ms) * 1000;

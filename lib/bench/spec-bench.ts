@@ -61,7 +61,9 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
   const tick = (label: string) => o.onProgress?.(++done, total, label);
   const speculation = o.engine.speculation ?? "auto";
   for (const batch of o.batches) {
-    const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, 2 * batch)));
+    // At least eight requests: a run of one or two lasts about 0.1 s on a small pair, too short to
+    // time against the drift between runs.
+    const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, Math.max(8, 2 * batch))));
     const first = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
     tick(`baseline, batch ${batch}`);
     const eagle = await run({ ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, o.maxTokens);

@@ -110,6 +110,8 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::TimerStart>("timerStart"),
         InstanceMethod<&OpsWrap::TimerStop>("timerStop"),
         InstanceMethod<&OpsWrap::SetGemmPath>("setGemmPath"),
+        InstanceMethod<&OpsWrap::Capture>("capture"),
+        InstanceMethod<&OpsWrap::Replay>("replay"),
     });
     exports.Set("NativeOps", f);
   }
@@ -254,6 +256,19 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         c->set_gemm_path(p == "gemv" ? e3::GemmPath::Gemv : p == "cublaslt" ? e3::GemmPath::CublasLt : e3::GemmPath::Auto);
 #endif
     });
+  }
+  // capture(fn): the device work of the ops that fn calls, recorded as a graph for replay() instead
+  // of run; its id, or -1 (fn not called) on a backend without graphs. Timings of ops in a graph
+  // leave out the host's cost of each call, as a model step does.
+  Napi::Value Capture(const Napi::CallbackInfo& i) {
+    return guard(i.Env(), [&] {
+      if (!i[0].IsFunction()) e3::fail(e3::Code::InvalidArgument, "capture(fn) needs a function");
+      Napi::Function fn = i[0].As<Napi::Function>();
+      return Napi::Value(Napi::Number::New(i.Env(), ops_->capture([&] { fn.Call({}); })));
+    });
+  }
+  Napi::Value Replay(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.replay(int(F(i, 0))); });
   }
 
   std::unique_ptr<e3::Ops> ops_;

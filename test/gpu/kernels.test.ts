@@ -72,6 +72,17 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     }
   });
 
+  it("ops captured as a graph run only when it is replayed (the kernel bench times them so)", () => {
+    const r = rng(77), ops = gpu();
+    const [, gg] = pair(randn(3 * 2 * 96, r, 3), [3, 2 * 96]);
+    const eager = poisoned("bf16", [3, 96], "cuda"), replayed = poisoned("bf16", [3, 96], "cuda");
+    ops.siluMul(gg, eager);
+    const graph = ops.capture(() => ops.siluMul(gg, replayed));
+    expect(values(replayed).every(Number.isNaN), "not run by the capture").toBe(true);
+    ops.replay(graph);
+    expect(values(replayed)).toEqual(values(eager));
+  });
+
   // The residual also kept as draft features: rows scattered, two of three column blocks written
   // (at n = 64 off the 16-byte grid, so the scalar path runs), the rest left as it was.
   it.each([1, 7, 111, 989])("add_rmsnorm capturing the residual, %i rows", (rows) => {
