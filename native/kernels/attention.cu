@@ -10,7 +10,7 @@ namespace {
 constexpr int BM = 64;      // query rows (token × grouped head) per block: 4 warps × 16
 constexpr int BN = 64;      // KV positions per iteration
 constexpr int kWarps = 4;
-constexpr int kMinSplitLen = 128;  // decode: short splits keep the SMs busy on one sequence
+constexpr int kMinSplitLen = BN;  // decode: splits of one tile keep the SMs busy on one sequence
 
 struct RowInfo {
   int q0, q_len, kv_len, prefix, mask_base;
@@ -51,7 +51,8 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+// Waits until at most one committed group (the newest) is still in flight.
+__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -76,7 +77,9 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 }
 
 // Tensor-core flash attention. Block (tile, kv head, split): 64 query rows of one sequence's
-// (token, head-in-group) pairs against one KV head over one range of context positions.
+// (token, head-in-group) pairs against one KV head over one range of context positions. K/V tiles
+// are double-buffered: the next one loads while this one is computed, so memory never idles on a
+// block's compute (decode is bound by reading the cache).
 // Without splits it writes the normalised output; with splits it writes unnormalised partials
 // (o, max, sum) that attention_combine merges.
 template <int D>
@@ -85,8 +88,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   constexpr int LD = D + 8;  // padded smem rows: ldmatrix rows land in distinct banks
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
-  bf16* sK = sQ + BM * LD;
-  bf16* sV = sK + BN * LD;
+  bf16* sKV = sQ + BM * LD;  // [2 stages][K, V][BN][LD]
 
   const int s = blockIdx.x / tiles_per_seq, tile = blockIdx.x % tiles_per_seq, kvh = blockIdx.y, z = blockIdx.z;
   const int g = a.heads / a.kv_heads;
@@ -119,18 +121,26 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   const int my_tok[2] = {my_row[0] / g, my_row[1] / g};
   const float scale_log2 = a.scale * 1.4426950408889634f;
 
-  for (int kv0 = begin; kv0 < end; kv0 += BN) {
-    __syncthreads();  // previous iteration's smem reads are done
+  auto load_kv = [&](int kv0, int stage) {
+    bf16* k = sKV + stage * 2 * BN * LD;
     for (int c = tid; c < BN * CH; c += blockDim.x) {
       int row = c / CH, col = (c % CH) * 8, p = kv0 + row;
       bool ok = p < end;
       int64_t off = ok ? (slot_of(a, s, p) * a.kv_heads + kvh) * D + col : 0;
-      cp_async16(sK + row * LD + col, a.k_cache + off, ok);
-      cp_async16(sV + row * LD + col, a.v_cache + off, ok);
+      cp_async16(k + row * LD + col, a.k_cache + off, ok);
+      cp_async16(k + (BN + row) * LD + col, a.v_cache + off, ok);
     }
-    cp_async_commit();
-    cp_async_wait_all();
+  };
+  load_kv(begin, 0);
+  cp_async_commit();
+  for (int kv0 = begin, stage = 0; kv0 < end; kv0 += BN, stage ^= 1) {
+    __syncthreads();  // the previous iteration's reads of the other stage are done
+    if (kv0 + BN < end) load_kv(kv0 + BN, stage ^ 1);
+    cp_async_commit();  // possibly empty: the wait below always leaves exactly the newest group
+    cp_async_wait_one();
     __syncthreads();
+    const bf16* sK = sKV + stage * 2 * BN * LD;
+    const bf16* sV = sK + BN * LD;
 
     // S = Q Kᵀ for this warp's 16 rows × 64 positions.
     float sc[BN / 8][4];
@@ -321,7 +331,7 @@ int num_splits(const AttentionArgs& a) {
 template <int D>
 cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
   int tiles = tiles_per_seq(a), splits = num_splits(a);
-  size_t smem = size_t(BM + 2 * BN) * (D + 8) * sizeof(bf16);
+  size_t smem = size_t(BM + 4 * BN) * (D + 8) * sizeof(bf16);
   cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (e != cudaSuccess) return e;
   dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
