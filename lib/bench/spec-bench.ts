@@ -1,8 +1,9 @@
 /**
  * Baseline against EAGLE-3 on real prompts: for each batch size, the same prompts run through the
- * target alone (before and after) and through target + draft (greedy by default), end to end;
- * tokens/s, speed-up, accepted length, acceptance per draft position and the phase breakdown of
- * the rounds.
+ * target alone and through target + draft (greedy by default), end to end, the two engines loaded
+ * side by side and their timed runs alternating, so that drift of the machine (clocks, host load)
+ * over the minutes of a bench falls on both alike; tokens/s, speed-up, accepted length,
+ * acceptance per draft position and the phase breakdown of the rounds.
  */
 import { type IterationTimesSnapshot, timesSince } from "../batch/iteration-times.js";
 import { Engine, type EngineOptions } from "../engine.js";
@@ -26,9 +27,9 @@ export interface SpecBenchRow {
   batch: number;
   requests: number;
   speculation: Speculation;
-  /** The mean of two baseline measurements, one before and one after EAGLE-3's. */
+  /** The median of the baseline's timed runs. */
   baselineTokensPerSecond: number;
-  /** |before − after| / mean of those two: how far separate runs of one engine drift apart. */
+  /** (slowest − fastest) / median of the baseline's timed runs: how far runs of one engine spread. */
   baselineDrift: number;
   eagleTokensPerSecond: number;
   speedup: number;
@@ -56,7 +57,7 @@ export interface SpecBenchRow {
 
 export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRow[]> {
   const rows: SpecBenchRow[] = [];
-  const total = o.batches.length * 4;
+  const total = o.batches.length * 3;
   let done = 0;
   const tick = (label: string) => o.onProgress?.(++done, total, label);
   const speculation = o.engine.speculation ?? "auto";
@@ -64,17 +65,11 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
     // At least eight requests: a run of one or two lasts about 0.1 s on a small pair, too short to
     // time against the drift between runs.
     const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, Math.max(8, 2 * batch))));
-    const first = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
-    tick(`baseline, batch ${batch}`);
-    const eagle = await run({ ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, o.maxTokens);
-    tick(`EAGLE-3, batch ${batch}`);
-    // The baseline again: separate engines' runs drift apart (clocks, host load) by as much as the
-    // differences measured here, so the baseline is the mean of runs before and after EAGLE-3's.
-    const second = await run({ ...o.engine, maxBatch: batch }, prompts, o, o.maxTokens);
-    tick(`baseline again, batch ${batch}`);
-    const base = { tokensPerSecond: (first.tokensPerSecond + second.tokensPerSecond) / 2, stepMs: (first.stepMs + second.stepMs) / 2 };
+    const { baseline: base, eagle } = await alternate(
+      { ...o.engine, maxBatch: batch }, { ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, tick, batch,
+    );
     // Phase times come from rounds timed one phase at a time, which are slower: a run of their own.
-    const prof = await run({ ...o.engine, maxBatch: batch, draft: o.draft, speculation: "always", profileEvery: 1 },
+    const prof = await timedRuns({ ...o.engine, maxBatch: batch, draft: o.draft, speculation: "always", profileEvery: 1 },
       prompts.slice(0, batch), o, Math.min(o.maxTokens, 48));
     tick(`EAGLE-3 profiled, batch ${batch}`);
     const s = eagle.spec!, p = prof.spec!;
@@ -83,7 +78,7 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
     rows.push({
       dataset: o.dataset, batch, requests: prompts.length, speculation,
       baselineTokensPerSecond: round(base.tokensPerSecond, 1),
-      baselineDrift: round(Math.abs(first.tokensPerSecond - second.tokensPerSecond) / base.tokensPerSecond, 3),
+      baselineDrift: round(base.spread, 3),
       eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
       speedup: round(eagle.tokensPerSecond / base.tokensPerSecond, 3), meanAcceptedLength: round(s.meanAcceptedLength, 3),
       acceptanceByPosition: s.acceptanceByPosition.map((x) => round(x, 3)),
@@ -94,40 +89,67 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
         draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),
         baselineStepMs: round(base.stepMs, 3),
       },
-      iterationTimes: { baseline: first.iterations, eagle: eagle.iterations },
+      iterationTimes: { baseline: base.iterations, eagle: eagle.iterations },
       choices: s.choices?.filter((c) => Number.parseInt(c.bucket, 10) === batchBucket(batch)),
     });
   }
   return rows;
 }
 
-/**
- * One engine, the prompts run once as warm-up (graphs, workspaces, and the speculation policy's
- * first measurements), then REPEATS timed runs: the median run's tokens/s, step time and counters.
- */
-const REPEATS = 3;
+const REPEATS = 5;
 
-async function run(options: EngineOptions, prompts: string[], o: SpecBenchOptions, maxTokens: number) {
+type Measured = Awaited<ReturnType<typeof timedRun>>;
+
+/**
+ * The baseline and EAGLE-3 engines loaded together, the prompts run once on each as warm-up
+ * (graphs, workspaces, the speculation policy's first measurements), then REPEATS timed runs of
+ * each, alternating and in turn first: each engine's median run by tokens/s, with its spread.
+ */
+async function alternate(baseOptions: EngineOptions, eagleOptions: EngineOptions, prompts: string[], o: SpecBenchOptions,
+  tick: (label: string) => void, batch: number) {
+  await using baseline = await Engine.load(baseOptions);
+  await using eagle = await Engine.load(eagleOptions);
+  await timedRun(baseline, prompts, o, o.maxTokens);
+  await timedRun(eagle, prompts, o, o.maxTokens);
+  tick(`warm-up, batch ${batch}`);
+  const runs: { baseline: Measured[]; eagle: Measured[] } = { baseline: [], eagle: [] };
+  for (let r = 0; r < REPEATS; r++) {
+    const order = r % 2 ? (["eagle", "baseline"] as const) : (["baseline", "eagle"] as const);
+    for (const which of order) runs[which].push(await timedRun(which === "eagle" ? eagle : baseline, prompts, o, o.maxTokens));
+  }
+  tick(`baseline and EAGLE-3 in turn, batch ${batch}`);
+  return { baseline: median(runs.baseline), eagle: median(runs.eagle) };
+}
+
+/** One engine of its own, warmed up, then the median of REPEATS timed runs. */
+async function timedRuns(options: EngineOptions, prompts: string[], o: SpecBenchOptions, maxTokens: number) {
   await using engine = await Engine.load(options);
-  const once = () => Promise.all(
+  await timedRun(engine, prompts, o, maxTokens);
+  const runs: Measured[] = [];
+  for (let r = 0; r < REPEATS; r++) runs.push(await timedRun(engine, prompts, o, maxTokens));
+  return median(runs);
+}
+
+function median(runs: Measured[]) {
+  const sorted = [...runs].sort((a, b) => a.tokensPerSecond - b.tokensPerSecond), mid = sorted[sorted.length >> 1];
+  return { ...mid, spread: (sorted.at(-1)!.tokensPerSecond - sorted[0].tokensPerSecond) / mid.tokensPerSecond };
+}
+
+/** The prompts, all submitted at once, through `engine`: tokens/s, step time and counters of that run. */
+async function timedRun(engine: Engine, prompts: string[], o: SpecBenchOptions, maxTokens: number) {
+  const before = engine.stats();
+  const t0 = performance.now();
+  const results = await Promise.all(
     prompts.map((p, i) => engine.complete([{ role: "user", content: p }], { maxTokens, temperature: o.temperature, seed: i + 1 })),
   );
-  await once();
-  const runs = [];
-  for (let r = 0; r < REPEATS; r++) {
-    const before = engine.stats();
-    const t0 = performance.now();
-    const results = await once();
-    const seconds = (performance.now() - t0) / 1000;
-    const after = engine.stats();
-    const tokens = results.reduce((n, x) => n + x.tokens.length, 0);
-    const steps = after.steps - before.steps;
-    runs.push({
-      tokensPerSecond: tokens / seconds,
-      stepMs: steps ? (1000 * (after.stepSeconds - before.stepSeconds)) / steps : 0,
-      iterations: timesSince(before.iterations, after.iterations),
-      spec: after.speculative && statsSince(before.speculative, after.speculative),
-    });
-  }
-  return runs.sort((a, b) => a.tokensPerSecond - b.tokensPerSecond)[REPEATS >> 1];
+  const seconds = (performance.now() - t0) / 1000;
+  const after = engine.stats();
+  const tokens = results.reduce((n, x) => n + x.tokens.length, 0);
+  const steps = after.steps - before.steps;
+  return {
+    tokensPerSecond: tokens / seconds,
+    stepMs: steps ? (1000 * (after.stepSeconds - before.stepSeconds)) / steps : 0,
+    iterations: timesSince(before.iterations, after.iterations),
+    spec: after.speculative && statsSince(before.speculative, after.speculative),
+  };
 }

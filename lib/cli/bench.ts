@@ -129,7 +129,7 @@ function list(p: Parsed, name: string, def: string): number[] {
 
 export function speculativeTable(rows: SpecBenchRow[]): string {
   return [
-    "| dataset | batch | baseline tok/s (drift) | EAGLE-3 tok/s | speed-up (of ideal) | accepted length | acceptance by position | ms per round: draft / verify / accept (profiled) | device / host ms per iteration | baseline step ms | policy (tokens per sequence per ms) |",
+    "| dataset | batch | baseline tok/s (spread of runs) | EAGLE-3 tok/s | speed-up (of ideal) | accepted length | acceptance by position | ms per round: draft / verify / accept (profiled) | device / host ms per iteration | baseline step ms | policy (tokens per sequence per ms) |",
     "|---|---:|---:|---:|---:|---:|---|---|---|---:|---|",
     ...rows.map((r) => `| ${r.dataset} | ${r.batch} | ${r.baselineTokensPerSecond} (${(100 * r.baselineDrift).toFixed(1)}%) | ${r.eagleTokensPerSecond} | ${r.speedup}× (${Math.round(100 * r.ofIdeal)}%) | ${r.meanAcceptedLength} | ` +
       `${r.acceptanceByPosition.map((x) => x.toFixed(2)).join(" ")} | ${r.phases.draftMs} / ${r.phases.verifyMs} / ${r.phases.acceptMs} | ` +

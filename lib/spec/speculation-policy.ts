@@ -5,7 +5,7 @@
  * batch sizes up to 2× apart and one choice may be measured while the batch is full, another
  * while it drains; a median, because the iterations that capture a new graph are tens of times
  * slower). The best one runs; the others are re-measured now and then, less often while the best
- * one holds, so that speculation that does not pay stops.
+ * one holds (far less often when it leads clearly), so that speculation that does not pay stops.
  */
 import type { TreePolicy, TreeShape } from "./tree-policy.js";
 
@@ -30,7 +30,11 @@ interface Bucket {
 }
 
 const FIRST_PROBE = 16;
-const MAX_INTERVAL = 128;  // a worse choice costs at most one iteration in 128
+const MAX_INTERVAL = 128;  // a close second costs at most one iteration in 128
+// A leader this much faster than every other choice is questioned at most once in CLEAR_INTERVAL
+// iterations: each probe of a tree that cannot win costs a round and the draft's catch-up.
+const CLEAR_LEAD = 1.3;
+const CLEAR_INTERVAL = 1024;
 const WINDOW = 9;
 // A tree must measure this much faster than plain decoding to be chosen: what the medians do not
 // show (graph captures, prefill steps that run the draft too) costs speculation, not plain steps.
@@ -39,6 +43,8 @@ const PLAIN_BIAS = 1.05;
 
 const bias = (a: Arm) => (a.choice.kind === "plain" ? PLAIN_BIAS : 1);
 const score = (a: Arm) => a.rate * bias(a);
+const clearLead = (b: Bucket) =>
+  b.arms.every((a, i) => i === b.best || (a.samples >= 2 && score(b.arms[b.best]) > CLEAR_LEAD * score(a)));
 
 export class SpeculationPolicy {
   private readonly buckets = new Map<string, Bucket>();
@@ -56,7 +62,7 @@ export class SpeculationPolicy {
       pick = b.followUp >= 0 ? b.followUp : b.arms.reduce((oldest, a, i) => (i !== b.best && (oldest < 0 || a.lastTried < b.arms[oldest].lastTried) ? i : oldest), -1);
       b.followUp = -1;
       b.nextProbe = b.iteration + b.interval;
-      b.interval = Math.min(2 * b.interval, MAX_INTERVAL);
+      b.interval = Math.min(2 * b.interval, clearLead(b) ? CLEAR_INTERVAL : MAX_INTERVAL);
     }
     if (pick < 0) pick = b.best;
     b.arms[pick].lastTried = b.iteration;

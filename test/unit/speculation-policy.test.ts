@@ -40,9 +40,21 @@ describe("speculation policy", () => {
 
   it("follows a change: when speculation starts paying, it switches back", () => {
     const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
-    simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 1), 300);
+    simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 1.7), 300);
     const runs = simulate(policy, 4, (c) => (c.kind === "plain" ? 2 : 4), 1000);
     expect(runs.get("3/1/4")!).toBeGreaterThan(850);  // found within one probe interval
+  });
+
+  it("questions a clear leader far less often, and still follows a change", () => {
+    const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+    simulate(policy, 32, (c) => (c.kind === "plain" ? 2 : 1.2), 1000);
+    const settled = simulate(policy, 32, (c) => (c.kind === "plain" ? 2 : 1.2), 3000);
+    expect(settled.get("3/1/4") ?? 0).toBeLessThanOrEqual(3);
+    const close = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+    simulate(close, 32, (c) => (c.kind === "plain" ? 2 : 1.8), 1000);
+    expect(simulate(close, 32, (c) => (c.kind === "plain" ? 2 : 1.8), 3000).get("3/1/4")).toBeGreaterThanOrEqual(20);
+    const changed = simulate(policy, 32, (c) => (c.kind === "plain" ? 2 : 4), 3000);
+    expect(changed.get("3/1/4")!).toBeGreaterThan(1900);
   });
 
   it("speculates only where a tree measures clearly faster than plain decoding", () => {
