@@ -146,12 +146,18 @@ export class SpeculationPolicy {
     }
     if (!near) return;
     const other = near[1];
+    // Where plain decoding leads clearly, a tree the nearest bucket has not run takes its best
+    // tree's rate: probed on the long interval, not explored at once (a draining batch crosses
+    // buckets whose candidate trees differ, and each exploration costs rounds and catch-ups).
+    const plainLeads = other.arms[other.best].choice.kind === "plain" && clearLead(other);
+    const bestTree = Math.max(0, ...other.arms.filter((a) => a.choice.kind === "tree" && a.samples >= 2).map((a) => a.rate));
     for (const arm of b.arms) {
       const twin = other.arms.find((a) => a.samples >= 2 && describe(a.choice) === describe(arm.choice));
-      if (!twin) continue;
-      arm.rate = twin.rate;
+      if (!twin && !(plainLeads && arm.choice.kind === "tree")) continue;
+      arm.rate = twin ? twin.rate : bestTree;
       arm.samples = 2;
     }
+    if (plainLeads) b.nextProbe = b.interval = other.interval;
     b.best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && (b.arms[bi].samples < 2 || score(a) > score(b.arms[bi])) ? i : bi), b.best);
   }
 }

@@ -79,6 +79,14 @@ describe("speculation policy", () => {
     expect(sampled.get("plain")).toBeGreaterThan(0);
   });
 
+  it("does not explore the trees of each bucket a draining batch crosses where plain decoding leads clearly", () => {
+    const policy = new SpeculationPolicy(new TreePolicy());
+    simulate(policy, 32, (c) => (c.kind === "plain" ? 2 : 1), 500);
+    const drained = simulate(policy, (i) => Math.max(1, 32 - Math.floor(i / 10)), (c) => (c.kind === "plain" ? 2 : 1), 320);
+    const trees = [...drained].filter(([k]) => k !== "plain").reduce((n, [, v]) => n + v, 0);
+    expect(trees, JSON.stringify([...drained])).toBeLessThanOrEqual(3);
+  });
+
   it("compares choices per sequence, so a batch draining within its bucket does not favour what ran while it was full", () => {
     // Batch 32 while plain steps run, 17 when the tree is probed: raw tokens/ms would favour plain.
     const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
