@@ -53,6 +53,7 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most one committed group (the newest) is still in flight.
 __device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -243,6 +244,175 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   }
 }
 
+// Decode-shaped attention: a sequence's new rows (tokens × heads of a group) fit one 16-row MMA
+// tile, so instead of four warps each holding 16 rows (three of them idle at decode) the four warps
+// take 16 positions each of every 64-position tile, three tiles in flight, and their softmax
+// states merge at the end. Block (sequence, kv head, split); output as attention_mma_kernel's.
+constexpr int kDecodeRows = 16;
+constexpr int kDecodeStages = 3;
+
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(AttentionArgs a, int splits) {
+  pdl_begin();
+  constexpr int LD = D + 8, CH = D / 8, QR = kDecodeRows, STAGE = 2 * BN * LD;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sKV = sQ + QR * LD;  // [stage][K, V][BN][LD]
+  const int s = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z, g = a.heads / a.kv_heads;
+  const RowInfo r = seq_info(a, s);
+  const int rows = r.q_len * g;
+  int begin, end;
+  split_range(r.kv_len, splits, z, begin, end);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+
+  for (int c = tid; c < QR * CH; c += blockDim.x) {
+    int row = c / CH, col = (c % CH) * 8;
+    bool ok = row < rows;
+    int tok = ok ? row / g : 0, head = kvh * g + (ok ? row % g : 0);
+    cp_async16(sQ + row * LD + col, a.q + (int64_t(r.q0 + tok) * a.heads + head) * D + col, ok);
+  }
+  auto load_kv = [&](int kv0, int stage) {
+    bf16* k = sKV + stage * STAGE;
+    for (int c = tid; c < BN * CH; c += blockDim.x) {
+      int row = c / CH, col = (c % CH) * 8, p = kv0 + row;
+      bool ok = p < end;
+      int64_t off = ok ? (slot_of(a, s, p) * a.kv_heads + kvh) * D + col : 0;
+      cp_async16(k + row * LD + col, a.k_cache + off, ok);
+      cp_async16(k + (BN + row) * LD + col, a.v_cache + off, ok);
+    }
+  };
+  // One group per tile (the first with Q); every iteration commits one, empty past the end.
+  for (int i = 0; i < kDecodeStages - 1; ++i) {
+    if (begin + i * BN < end) load_kv(begin + i * BN, i);
+    cp_async_commit();
+  }
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int my_row[2] = {gid, gid + 8}, my_tok[2] = {gid / g, (gid + 8) / g};
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+
+  for (int kv0 = begin, i = 0; kv0 < end; kv0 += BN, ++i) {
+    cp_async_wait_one();
+    __syncthreads();  // tile i is in; every warp is done with tile i − 1, whose stage loads next
+    int next = kv0 + (kDecodeStages - 1) * BN;
+    if (next < end) load_kv(next, (i + kDecodeStages - 1) % kDecodeStages);
+    cp_async_commit();
+    const bf16* sK = sKV + (i % kDecodeStages) * STAGE + warp * 16 * LD;  // this warp's 16 positions
+    const bf16* sV = sK + BN * LD;
+    const int p0 = kv0 + warp * 16;
+
+    float sc[2][4] = {};
+#pragma unroll
+    for (int k = 0; k < D; k += 16) {
+      uint32_t qa[4], kb[4];
+      ldmatrix_x4(qa, sQ + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + k + (lane >> 4) * 8);
+      ldmatrix_x4(kb, sK + ((lane >> 4) * 8 + (lane & 7)) * LD + k + ((lane >> 3) & 1) * 8);
+      mma16816(sc[0], qa, kb[0], kb[1]);
+      mma16816(sc[1], qa, kb[2], kb[3]);
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        int h = e >> 1, p = p0 + j * 8 + tig * 2 + (e & 1);
+        bool ok = p < end && my_row[h] < rows && visible(a, r, my_tok[h], p);
+        sc[j][e] = ok ? sc[j][e] * scale_log2 : -INFINITY;
+        mx[h] = fmaxf(mx[h], sc[j][e]);
+      }
+    float corr[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      float m_new = fmaxf(m[h], mx[h]);
+      corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
+      m[h] = m_new;
+      l[h] *= corr[h];
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][0] *= corr[0];
+      o[j][1] *= corr[0];
+      o[j][2] *= corr[1];
+      o[j][3] *= corr[1];
+    }
+    uint32_t pa[4];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float base = m[e >> 1] == -INFINITY ? 0.0f : m[e >> 1];
+        p[e] = exp2f(sc[j][e] - base);
+        l[e >> 1] += p[e];
+      }
+      pa[j * 2 + 0] = pack_bf16(p[0], p[1]);
+      pa[j * 2 + 1] = pack_bf16(p[2], p[3]);
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; j += 2) {
+      uint32_t vb[4];
+      ldmatrix_x4_trans(vb, sV + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (j + (lane >> 4)) * 8);
+      mma16816(o[j], pa, vb[0], vb[1]);
+      mma16816(o[j + 1], pa, vb[2], vb[3]);
+    }
+  }
+
+  // Each warp's (m, l, o) over its positions into shared memory, then merged per output element.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+  cp_async_wait_all();
+  __syncthreads();
+  float* st = reinterpret_cast<float*>(sKV);  // [warp][QR][D + 2]: o, then m and l
+  constexpr int W = D + 2;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float* row = st + (warp * QR + my_row[h]) * W;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      row[j * 8 + tig * 2] = o[j][h * 2];
+      row[j * 8 + tig * 2 + 1] = o[j][h * 2 + 1];
+    }
+    if (tig == 0) {
+      row[D] = m[h];
+      row[D + 1] = l[h];
+    }
+  }
+  __syncthreads();
+  for (int e = tid; e < rows * D; e += blockDim.x) {
+    int row = e / D, col = e % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, st[(w * QR + row) * W + D]);
+    float acc = 0.0f, sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float* src = st + (w * QR + row) * W;
+      float wt = src[D] == -INFINITY ? 0.0f : exp2f(src[D] - mx);
+      acc += wt * src[col];
+      sum += wt * src[D + 1];
+    }
+    int64_t out_row = int64_t(r.q0 + row / g) * a.heads + kvh * g + row % g;
+    if (splits == 1) {
+      a.out[out_row * D + col] = __float2bfloat16(sum > 0 ? acc / sum : 0.0f);
+    } else {
+      float* po = a.workspace + (int64_t(z) * a.tokens * a.heads + out_row) * W;
+      po[col] = acc;
+      if (col == 0) {
+        po[D] = mx;
+        po[D + 1] = sum;
+      }
+    }
+  }
+}
+
 // Merges split partials: one block per (token, head), one thread per element; the split weights
 // are computed once into shared memory.
 __global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
@@ -318,6 +488,8 @@ __global__ void attention_simple_kernel(AttentionArgs a) {
 
 bool use_mma(int d) { return d == 64 || d == 128; }
 
+bool use_decode(const AttentionArgs& a) { return int64_t(a.max_q_len) * (a.heads / a.kv_heads) <= kDecodeRows; }
+
 int tiles_per_seq(const AttentionArgs& a) { return int(ceil_div(int64_t(a.max_q_len) * (a.heads / a.kv_heads), BM)); }
 
 // Enough blocks for two waves; never splits shorter than kMinSplitLen positions.
@@ -331,11 +503,20 @@ int num_splits(const AttentionArgs& a) {
 template <int D>
 cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
   int tiles = tiles_per_seq(a), splits = num_splits(a);
-  size_t smem = size_t(BM + 4 * BN) * (D + 8) * sizeof(bf16);
-  cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (e != cudaSuccess) return e;
-  dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
-  e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, tiles, splits);
+  cudaError_t e;
+  if (use_decode(a)) {
+    size_t smem = size_t(kDecodeRows + kDecodeStages * 2 * BN) * (D + 8) * sizeof(bf16);
+    e = cudaFuncSetAttribute(attention_decode_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+    dim3 grid(unsigned(a.num_seqs), unsigned(a.kv_heads), unsigned(splits));
+    e = launch(attention_decode_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, splits);
+  } else {
+    size_t smem = size_t(BM + 4 * BN) * (D + 8) * sizeof(bf16);
+    e = cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+    dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
+    e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, tiles, splits);
+  }
   if (e != cudaSuccess) return e;
   if (splits > 1) {
     int64_t rows = int64_t(a.tokens) * a.heads;

@@ -180,6 +180,10 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
       seqs: (r) => [{ qLen: 16, kvLen: 516, treeMask: randomTreeMask(16, r) }, { qLen: 64, kvLen: 1064, treeMask: randomTreeMask(64, r) }] },
     { name: "draft tree step: mask base before the new tokens", d: 128, heads: 32, kv: 8, base: true,
       seqs: (r) => [{ qLen: 4, kvLen: 300 + 12, treeMask: draftLevelMask(3, 4, r) }, { qLen: 4, kvLen: 77 + 12, treeMask: draftLevelMask(3, 4, r) }] },
+    // Up to 16 query rows per sequence (tokens × group) take the decode kernel.
+    { name: "small trees and decodes, group 8 (decode path)", d: 128, heads: 32, kv: 4,
+      seqs: (r) => [{ qLen: 2, kvLen: 130, treeMask: randomTreeMask(2, r) }, { qLen: 1, kvLen: 64 }, { qLen: 2, kvLen: 2000, treeMask: randomTreeMask(2, r) }] },
+    { name: "decode, head 64, group 8 (decode path)", d: 64, heads: 16, kv: 2, seqs: () => [7, 64, 65, 900].map((n) => ({ qLen: 1, kvLen: n })) },
     { name: "odd head size 24 (simple path)", d: 24, heads: 4, kv: 2,
       seqs: (r) => [{ qLen: 9, kvLen: 50 }, { qLen: 5, kvLen: 5, treeMask: randomTreeMask(5, r) }] },
   ];
