@@ -247,7 +247,7 @@ export interface NativeOps {
   timerStart(): void;
   /** Device milliseconds since timerStart(). */
   timerStop(): number;
-  setGemmPath(path: "auto" | "gemv" | "cublaslt"): void;
+  setGemmPath(path: "auto" | "gemv" | "skinny" | "cublaslt"): void;
 }
 
 export interface GpuInfo {

@@ -62,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
     preset, config, batches, context, decodeSteps: num(p, "steps") ?? 64,
     verifyTokens: [8, 16, 32, 64], prefillTokens: num(p, "prefill") ?? 2048, seed: 0, log: (l) => console.error(l),
   });
-  const kernels = p.values.kernels ? [1, 8].flatMap((rows) => benchKernels(config, rows, context)) : undefined;
+  const kernels = p.values.kernels ? [1, 8, 32].flatMap((rows) => benchKernels(config, rows, context)) : undefined;
   if (kernels) console.log(kernelTable(kernels));
   const refFile = str(p, "reference");
   const reference = refFile ? JSON.parse(await readFile(refFile, "utf8")) : undefined;

@@ -245,15 +245,17 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
 #endif
     });
   }
-  // setGemmPath("auto" | "gemv" | "cublaslt"): pins the product path, for kernel tests and timings.
+  // setGemmPath("auto" | "gemv" | "skinny" | "cublaslt"): pins the product path (where it fits), for
+  // kernel tests and timings.
   Napi::Value SetGemmPath(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
       std::string p = i[0].IsString() ? i[0].As<Napi::String>().Utf8Value() : "";
-      if (p != "auto" && p != "gemv" && p != "cublaslt")
-        e3::fail(e3::Code::InvalidArgument, "gemm path must be \"auto\", \"gemv\" or \"cublaslt\"");
+      if (p != "auto" && p != "gemv" && p != "skinny" && p != "cublaslt")
+        e3::fail(e3::Code::InvalidArgument, "gemm path must be \"auto\", \"gemv\", \"skinny\" or \"cublaslt\"");
 #if EAGLE3_WITH_CUDA
       if (auto* c = dynamic_cast<e3::CudaOps*>(&o))
-        c->set_gemm_path(p == "gemv" ? e3::GemmPath::Gemv : p == "cublaslt" ? e3::GemmPath::CublasLt : e3::GemmPath::Auto);
+        c->set_gemm_path(p == "gemv" ? e3::GemmPath::Gemv : p == "skinny" ? e3::GemmPath::Skinny
+                         : p == "cublaslt" ? e3::GemmPath::CublasLt : e3::GemmPath::Auto);
 #endif
     });
   }

@@ -68,3 +68,121 @@ cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, floa
 }
 
 }  // namespace e3k
+
+namespace e3k {
+
+// Skinny products on tensor cores: block = 16 output features, its four warps split K and merge
+// through shared memory (a fixed order: results do not vary between runs). Each weight is read
+// once. The mma k-order is permuted alike for x and W so that a lane reads 16 contiguous values
+// of its rows per 64-wide chunk (two 16-byte loads) instead of scattered pairs.
+namespace {
+
+constexpr int kSkinnyChunk = 64;
+
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t word(const uint4 (&v)[2], int j) {
+  const uint32_t* p = reinterpret_cast<const uint32_t*>(v);
+  return p[j];
+}
+
+// Lane (gid, tig)'s 16 values of row `row` in chunk kc, zeros past the last row.
+__device__ __forceinline__ void load16(uint4 (&dst)[2], const bf16* base, int row, int rows, int64_t ld, int kc, int tig) {
+  if (row < rows) {
+    const uint4* p = reinterpret_cast<const uint4*>(base + int64_t(row) * ld + kc + tig * 16);
+    dst[0] = __ldg(p);
+    dst[1] = __ldg(p + 1);
+  } else {
+    dst[0] = dst[1] = make_uint4(0, 0, 0, 0);
+  }
+}
+
+template <int MT>
+__global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                                                     const bf16* __restrict__ bias, bf16* __restrict__ out,
+                                                     float* __restrict__ out_f32, int m, int n, int k) {
+  __shared__ float red[4][MT * 16][17];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+  const int n0 = blockIdx.x * 16, kw = k / 4, kbeg = warp * kw, kend = kbeg + kw;
+  uint4 wb[2][2][2], xb[2][MT][2][2];  // [buffer][n-tile or m-tile(, half)][16 values]
+  auto load_w = [&](int buf, int kc) {
+    load16(wb[buf][0], w, n0 + gid, n, k, kc, tig);
+    load16(wb[buf][1], w, n0 + 8 + gid, n, k, kc, tig);
+  };
+  auto load_x = [&](int buf, int kc) {
+#pragma unroll
+    for (int t = 0; t < MT; ++t) {
+      load16(xb[buf][t][0], x, t * 16 + gid, m, k, kc, tig);
+      load16(xb[buf][t][1], x, t * 16 + 8 + gid, m, k, kc, tig);
+    }
+  };
+  float acc[MT][2][4];
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.0f;
+  load_w(0, kbeg);  // weights never depend on the previous kernel: loaded before waiting for it
+  pdl_begin();
+  load_x(0, kbeg);
+  auto compute = [&](int buf) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+#pragma unroll
+      for (int t = 0; t < MT; ++t) {
+        uint32_t a[4] = {word(xb[buf][t][0], 2 * s), word(xb[buf][t][1], 2 * s), word(xb[buf][t][0], 2 * s + 1),
+                         word(xb[buf][t][1], 2 * s + 1)};
+#pragma unroll
+        for (int j = 0; j < 2; ++j) mma_bf16(acc[t][j], a, word(wb[buf][j], 2 * s), word(wb[buf][j], 2 * s + 1));
+      }
+    }
+  };
+  // Two chunks per turn, so that the register buffers are named by constants (no local memory).
+  for (int kc = kbeg; kc < kend; kc += 2 * kSkinnyChunk) {
+    if (kc + kSkinnyChunk < kend) {
+      load_w(1, kc + kSkinnyChunk);
+      load_x(1, kc + kSkinnyChunk);
+    }
+    compute(0);
+    if (kc + kSkinnyChunk >= kend) break;
+    if (kc + 2 * kSkinnyChunk < kend) {
+      load_w(0, kc + 2 * kSkinnyChunk);
+      load_x(0, kc + 2 * kSkinnyChunk);
+    }
+    compute(1);
+  }
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) red[warp][t * 16 + gid + (e >> 1) * 8][j * 8 + tig * 2 + (e & 1)] = acc[t][j][e];
+  __syncthreads();
+  for (int i = threadIdx.x; i < MT * 16 * 16; i += blockDim.x) {
+    int row = i / 16, col = i % 16, nn = n0 + col;
+    if (row >= m || nn >= n) continue;
+    float v = red[0][row][col] + red[1][row][col] + red[2][row][col] + red[3][row][col];
+    if (bias) v += __bfloat162float(bias[nn]);
+    if (out_f32) out_f32[int64_t(row) * n + nn] = v;
+    else out[int64_t(row) * n + nn] = __float2bfloat16(v);
+  }
+}
+
+}  // namespace
+
+bool skinny_fits(int m, int k) { return m >= 1 && m <= kSkinnyMaxM && k % (4 * kSkinnyChunk) == 0; }
+
+cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
+                        cudaStream_t s) {
+  if (!skinny_fits(m, k)) return cudaErrorInvalidValue;
+  dim3 grid(ceil_div(n, 16));
+  if (m <= 16) return launch(skinny_kernel<1>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
+  return launch(skinny_kernel<2>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
+}
+
+}  // namespace e3k

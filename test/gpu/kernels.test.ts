@@ -115,8 +115,9 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     }
   });
 
-  // Above 64 rows, products share the cuBLASLt algorithm of their power-of-two row bucket.
-  it.each([1, 3, 7, 8, 9, 64, 111, 127, 200, 989])("linear, %i rows, both product paths, bias and f32 logits", (m) => {
+  // Above 64 rows, products share the cuBLASLt algorithm of their power-of-two row bucket. The
+  // tensor-core skinny path takes up to 32 rows of K a multiple of 256 (n = 1000: a partial block).
+  it.each([1, 3, 7, 8, 9, 17, 32, 64, 111, 127, 200, 989])("linear, %i rows, every product path, bias and f32 logits", (m) => {
     const r = rng(100 + m);
     // Large row counts on small products only: the CPU reference stays quick.
     for (const [n, k] of m > 111 ? [[96, 64], [1000, 256]] : [[96, 64], [2560, 2560], [1000, 9728]]) {
@@ -125,8 +126,8 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
       const [bc, bg] = pair(randn(n, r, 0.1), [n], "bf16");
       const want = poisoned("f32", [m, n], "cpu");
       cpu().linear(xc, wc, bc, want);
-      for (const path of ["gemv", "cublaslt"] as const) {
-        if (path === "gemv" && m > 8) continue;
+      for (const path of ["gemv", "skinny", "cublaslt"] as const) {
+        if ((path === "gemv" && m > 8) || (path === "skinny" && (m > 32 || k % 256))) continue;
         const ops = gpu();
         ops.setGemmPath(path);
         const got = poisoned("bf16", [m, n], "cuda");

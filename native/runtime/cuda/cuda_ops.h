@@ -9,7 +9,7 @@
 
 namespace e3 {
 
-enum class GemmPath { Auto, Gemv, CublasLt };
+enum class GemmPath { Auto, Gemv, Skinny, CublasLt };
 
 class CudaOps final : public Ops {
  public:
@@ -60,6 +60,7 @@ class CudaOps final : public Ops {
  private:
   float* attention_workspace(size_t floats);
   bool use_gemv(int64_t m, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
+  bool use_skinny(int64_t m, int64_t n, int64_t k) const;  // the tensor-core kernel for a few rows
   cudaStream_t stream_ = nullptr;
   cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
   int sm_count_ = 0;
