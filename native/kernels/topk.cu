@@ -72,10 +72,90 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int
   }
 }
 
+// The same for k ≤ K in one pass over the row: each thread keeps its own best K (a sorted list in
+// registers) and an online softmax sum; the k rounds then pick among the threads' list heads, with
+// no further reads of the row. (topk_kernel reads the row k + 2 times: a draft step's few rows of
+// 32k logits took tens of µs on as few blocks.)
+template <int K>
+__global__ void __launch_bounds__(kThreads) topk_small_kernel(const float* logits, int vocab, int k, const int32_t* map,
+                                                              float* probs, int32_t* ids) {
+  pdl_begin();
+  __shared__ float scratch[32];
+  __shared__ float s_val[kThreads / 32];
+  __shared__ int s_idx[kThreads / 32];
+  const float* row = logits + int64_t(blockIdx.x) * vocab;
+  float val[K];
+  int idx[K];
+#pragma unroll
+  for (int j = 0; j < K; ++j) {
+    val[j] = -INFINITY;
+    idx[j] = vocab;  // after every real element in the order of selection
+  }
+  float m = -INFINITY, s = 0.0f;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    float v = row[i];
+    if (v > m) {
+      s = s * __expf(m - v) + 1.0f;
+      m = v;
+    } else if (v > -INFINITY) {
+      s += __expf(v - m);
+    }
+    if (!before(v, i, val[K - 1], idx[K - 1])) continue;
+    float cv = v;
+    int ci = i;
+#pragma unroll
+    for (int j = 0; j < K; ++j)
+      if (before(cv, ci, val[j], idx[j])) {
+        float tv = val[j];
+        int ti = idx[j];
+        val[j] = cv;
+        idx[j] = ci;
+        cv = tv;
+        ci = ti;
+      }
+  }
+  const float mx = block_max(m, scratch);
+  const float sum = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - mx), scratch);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int j = 0; j < k; ++j) {
+    float best = val[0];
+    int best_i = idx[0];
+    warp_best(best, best_i);
+    if (lane == 0) {
+      s_val[warp] = best;
+      s_idx[warp] = best_i;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      best = lane < kThreads / 32 ? s_val[lane] : -INFINITY;
+      best_i = lane < kThreads / 32 ? s_idx[lane] : vocab;
+      warp_best(best, best_i);
+      if (lane == 0) {
+        s_idx[0] = best_i;
+        probs[int64_t(blockIdx.x) * k + j] = __expf(best - mx) / sum;
+        ids[int64_t(blockIdx.x) * k + j] = map ? map[best_i] : best_i;
+      }
+    }
+    __syncthreads();
+    if (idx[0] == s_idx[0]) {  // element ids are unique: this thread's head was picked
+#pragma unroll
+      for (int t = 0; t + 1 < K; ++t) {
+        val[t] = val[t + 1];
+        idx[t] = idx[t + 1];
+      }
+      val[K - 1] = -INFINITY;
+      idx[K - 1] = vocab;
+    }
+    __syncthreads();
+  }
+}
+
 cudaError_t topk_softmax(const float* logits, int rows, int vocab, int k, const int32_t* map, float* probs,
                          int32_t* ids, cudaStream_t s) {
   if (k < 1 || k > kTopkMax || k > vocab) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
+  if (k <= 8) return launch(topk_small_kernel<8>, dim3(rows), dim3(kThreads), 0, s, logits, vocab, k, map, probs, ids);
+  if (k <= 16) return launch(topk_small_kernel<16>, dim3(rows), dim3(kThreads), 0, s, logits, vocab, k, map, probs, ids);
   return launch(topk_kernel, dim3(rows), dim3(kThreads), 0, s, logits, vocab, k, map, probs, ids);
 }
 
