@@ -10,7 +10,6 @@ namespace {
 constexpr int BM = 64;      // query rows (token × grouped head) per block: 4 warps × 16
 constexpr int BN = 64;      // KV positions per iteration
 constexpr int kWarps = 4;
-constexpr int kMinSplitLen = BN;  // decode: splits of one tile keep the SMs busy on one sequence
 
 struct RowInfo {
   int q0, q_len, kv_len, prefix, mask_base;
@@ -492,12 +491,15 @@ bool use_decode(const AttentionArgs& a) { return int64_t(a.max_q_len) * (a.heads
 
 int tiles_per_seq(const AttentionArgs& a) { return int(ceil_div(int64_t(a.max_q_len) * (a.heads / a.kv_heads), BM)); }
 
-// Enough blocks for two waves; never splits shorter than kMinSplitLen positions.
+// Enough blocks for two waves, in whole tiles: as many splits as the longest context has ranges
+// of the rounded-up tile count, so that none is left empty (split_range rounds the same way).
 int num_splits(const AttentionArgs& a) {
   int blocks = a.num_seqs * tiles_per_seq(a) * a.kv_heads;
   int want = int(ceil_div(2 * int64_t(a.sm_count), blocks));
-  int most = std::max(1, a.max_kv_len / kMinSplitLen);
-  return std::max(1, std::min({want, most, 64}));
+  int kv = std::max(1, a.max_kv_len);
+  int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64}));
+  int chunk = int(ceil_div(ceil_div(kv, splits), BN)) * BN;
+  return int(ceil_div(kv, chunk));
 }
 
 template <int D>
