@@ -71,10 +71,9 @@ cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, floa
 
 namespace e3k {
 
-// Skinny products on tensor cores: block = 16 output features, its S warps split K (in whole
-// 64-wide chunks, as evenly as they go) and merge through shared memory in a fixed order (results
-// do not vary between runs). Each weight is read once. Narrow products have few blocks, so they
-// get 16 warps each: otherwise too few loads are in flight per SM to stream the weights. The mma k-order is permuted alike for x and W so that a lane reads 16 contiguous values
+// Skinny products on tensor cores: block = 16 output features, its four warps split K and merge
+// through shared memory (a fixed order: results do not vary between runs). Each weight is read
+// once. The mma k-order is permuted alike for x and W so that a lane reads 16 contiguous values
 // of its rows per 64-wide chunk (two 16-byte loads) instead of scattered pairs.
 namespace {
 
@@ -104,14 +103,13 @@ __device__ __forceinline__ void load16(uint4 (&dst)[2], const bf16* base, int ro
   }
 }
 
-template <int MT, int S>
-__global__ void __launch_bounds__(S * 32) skinny_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
-                                                        const bf16* __restrict__ bias, bf16* __restrict__ out,
-                                                        float* __restrict__ out_f32, int m, int n, int k) {
-  __shared__ float red[S][MT * 16][17];
+template <int MT>
+__global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                                                     const bf16* __restrict__ bias, bf16* __restrict__ out,
+                                                     float* __restrict__ out_f32, int m, int n, int k) {
+  __shared__ float red[4][MT * 16][17];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
-  const int n0 = blockIdx.x * 16, chunks = k / kSkinnyChunk;
-  const int kbeg = warp * chunks / S * kSkinnyChunk, kend = (warp + 1) * chunks / S * kSkinnyChunk;
+  const int n0 = blockIdx.x * 16, kw = k / 4, kbeg = warp * kw, kend = kbeg + kw;
   uint4 wb[2][2][2], xb[2][MT][2][2];  // [buffer][n-tile or m-tile(, half)][16 values]
   auto load_w = [&](int buf, int kc) {
     load16(wb[buf][0], w, n0 + gid, n, k, kc, tig);
@@ -129,9 +127,9 @@ __global__ void __launch_bounds__(S * 32) skinny_kernel(const bf16* __restrict__
   for (int t = 0; t < MT; ++t)
 #pragma unroll
     for (int j = 0; j < 2; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.0f;
-  if (kbeg < kend) load_w(0, kbeg);  // weights never depend on the previous kernel: loaded before waiting for it
+  load_w(0, kbeg);  // weights never depend on the previous kernel: loaded before waiting for it
   pdl_begin();
-  if (kbeg < kend) load_x(0, kbeg);
+  load_x(0, kbeg);
   auto compute = [&](int buf) {
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
@@ -168,9 +166,7 @@ __global__ void __launch_bounds__(S * 32) skinny_kernel(const bf16* __restrict__
   for (int i = threadIdx.x; i < MT * 16 * 16; i += blockDim.x) {
     int row = i / 16, col = i % 16, nn = n0 + col;
     if (row >= m || nn >= n) continue;
-    float v = 0.0f;
-#pragma unroll
-    for (int q = 0; q < S; ++q) v += red[q][row][col];
+    float v = red[0][row][col] + red[1][row][col] + red[2][row][col] + red[3][row][col];
     if (bias) v += __bfloat162float(bias[nn]);
     if (out_f32) out_f32[int64_t(row) * n + nn] = v;
     else out[int64_t(row) * n + nn] = __float2bfloat16(v);
@@ -179,18 +175,14 @@ __global__ void __launch_bounds__(S * 32) skinny_kernel(const bf16* __restrict__
 
 }  // namespace
 
-bool skinny_fits(int m, int k) { return m >= 1 && m <= kSkinnyMaxM && k % kSkinnyChunk == 0; }
+bool skinny_fits(int m, int k) { return m >= 1 && m <= kSkinnyMaxM && k % (4 * kSkinnyChunk) == 0; }
 
 cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
                         cudaStream_t s) {
   if (!skinny_fits(m, k)) return cudaErrorInvalidValue;
   dim3 grid(ceil_div(n, 16));
-  const bool narrow = n < 16 * 1024;  // fewer than 1024 blocks of 16 features
-  if (m <= 16)
-    return narrow ? launch(skinny_kernel<1, 16>, grid, dim3(512), 0, s, x, w, bias, out, out_f32, m, n, k)
-                  : launch(skinny_kernel<1, 4>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
-  return narrow ? launch(skinny_kernel<2, 16>, grid, dim3(512), 0, s, x, w, bias, out, out_f32, m, n, k)
-                : launch(skinny_kernel<2, 4>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
+  if (m <= 16) return launch(skinny_kernel<1>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
+  return launch(skinny_kernel<2>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
 }
 
 }  // namespace e3k

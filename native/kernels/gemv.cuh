@@ -11,7 +11,7 @@ constexpr int kGemvMaxM = 8;
 cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
                  cudaStream_t s);
 
-// The same on tensor cores for M ≤ kSkinnyMaxM rows, each weight read once (K a multiple of 64).
+// The same on tensor cores for M ≤ kSkinnyMaxM rows, each weight read once (K a multiple of 256).
 constexpr int kSkinnyMaxM = 32;
 bool skinny_fits(int m, int k);
 cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,

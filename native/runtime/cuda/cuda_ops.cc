@@ -256,13 +256,13 @@ bool CudaOps::use_gemv(int64_t m, int64_t k) const {
   return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1));
 }
 
-// Measured on the H100 at the Qwen3-4B shapes, graph-replayed (bench/results target run 10): at 8
-// rows the skinny kernel beats cuBLASLt on qkv (13.4 vs 13.7 µs), o (10.1 vs 11.4), gate_up (34.1
-// vs 38.3) and lm_head (260 vs 278), ties on down (22.2 vs 21.6); at 32 rows it wins only on the
-// wide products (gate_up 40.2 vs 42.0, lm_head 277 vs 286).
+// Measured on the H100 at the Qwen3-4B shapes, graph-replayed (bench/results run 7): the skinny
+// kernel wins where its 16-feature blocks are many (8 rows: gate_up 35.1 vs cuBLASLt 38.3 µs,
+// lm_head 261 vs 278) and loses where they are few against a long K (down, 160 blocks: 25.8 vs
+// 21.7; 32 rows: 29.6 vs 23.3).
 bool CudaOps::use_skinny(int64_t m, int64_t n, int64_t k) const {
   if (!e3k::skinny_fits(int(std::min<int64_t>(m, 1 << 20)), int(k))) return false;
-  return gemm_path_ == GemmPath::Skinny || (gemm_path_ == GemmPath::Auto && m >= 2 && (m <= 16 || n >= 16384));
+  return gemm_path_ == GemmPath::Skinny || (gemm_path_ == GemmPath::Auto && m >= 2 && n >= 16384);
 }
 
 void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {
