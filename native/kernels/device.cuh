@@ -57,6 +57,15 @@ __device__ __forceinline__ Bf16x8 ldg8(const Bf16x8* p) {
   return *reinterpret_cast<Bf16x8*>(&u);
 }
 
+// Tensor-core c[16×8] += a[16×16] · b[16×8] (bf16 in, f32 accumulate), fragments as PTX lays them out.
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Rounds through bf16, as every intermediate tensor op of transformers does.
 __device__ __forceinline__ float rbf(float x) { return __bfloat162float(__float2bfloat16(x)); }
 

@@ -79,14 +79,6 @@ namespace {
 
 constexpr int kSkinnyChunk = 64;
 
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 __device__ __forceinline__ uint32_t word(const uint4 (&v)[2], int j) {
   const uint32_t* p = reinterpret_cast<const uint32_t*>(v);
   return p[j];
@@ -138,7 +130,7 @@ __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x,
         uint32_t a[4] = {word(xb[buf][t][0], 2 * s), word(xb[buf][t][1], 2 * s), word(xb[buf][t][0], 2 * s + 1),
                          word(xb[buf][t][1], 2 * s + 1)};
 #pragma unroll
-        for (int j = 0; j < 2; ++j) mma_bf16(acc[t][j], a, word(wb[buf][j], 2 * s), word(wb[buf][j], 2 * s + 1));
+        for (int j = 0; j < 2; ++j) mma16816(acc[t][j], a, word(wb[buf][j], 2 * s), word(wb[buf][j], 2 * s + 1));
       }
     }
   };
