@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
@@ -15,10 +17,14 @@ void CpuOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const 
   if (bias) E3_ARG(bias->numel() == N, "linear: bias " + bias->describe() + " does not match weight " + w.describe());
   const float* xp = x.ptr<float>();
   float* op = out.ptr<float>();
-  // One weight row is widened once and used for every token.
-  parallel_for(N, 64, [&](int64_t n) {
-    std::vector<float> wr(size_t(K), 0.0f);
-    for (int64_t k = 0; k < K; ++k) wr[size_t(k)] = load_f32(w, n * K + k);
+  const auto* wp = static_cast<const uint8_t*>(w.data());
+  const size_t row_bytes = size_t(K) * dtype_size(w.dtype());
+  // One weight row is widened once (in bulk, into a buffer each thread keeps) and used for every
+  // token. A thread gets at least 2^18 multiply-adds: starting one costs more than fewer.
+  parallel_for(N, std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, K * T)), [&](int64_t n) {
+    thread_local std::vector<float> wr;
+    wr.resize(size_t(K));
+    convert_elements(wp + size_t(n) * row_bytes, w.dtype(), wr.data(), DType::F32, size_t(K));
     float b = bias ? load_f32(*bias, n) : 0.0f;
     for (int64_t t = 0; t < T; ++t) {
       const float* xr = xp + t * K;
