@@ -30,7 +30,7 @@ export interface SpecBenchRow {
   /** The median of the baseline's timed runs. */
   baselineTokensPerSecond: number;
   /** (slowest − fastest) / median of the baseline's timed runs: how far runs of one engine spread. */
-  baselineDrift: number;
+  baselineSpread: number;
   eagleTokensPerSecond: number;
   speedup: number;
   meanAcceptedLength: number;
@@ -78,7 +78,7 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
     rows.push({
       dataset: o.dataset, batch, requests: prompts.length, speculation,
       baselineTokensPerSecond: round(base.tokensPerSecond, 1),
-      baselineDrift: round(base.spread, 3),
+      baselineSpread: round(base.spread, 3),
       eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
       speedup: round(eagle.tokensPerSecond / base.tokensPerSecond, 3), meanAcceptedLength: round(s.meanAcceptedLength, 3),
       acceptanceByPosition: s.acceptanceByPosition.map((x) => round(x, 3)),
