@@ -56,7 +56,7 @@ describe("EAGLE-3 draft against the PyTorch reference", () => {
 });
 
 describe("EAGLE-3 rounds refuse bad input", () => {
-  it("names the slot, page, room, token or tree that is wrong (ERR_INVALID_ARGUMENT)", async () => {
+  it("names the slot, page, room, token, tree or hidden-state request that is wrong (ERR_INVALID_ARGUMENT)", async () => {
     const { config } = await readTargetConfig(target);
     const model = await TargetModel.load(target, { device: "cpu", maxStepTokens: 128, numPages: 16, pageSize: 16 }, config, await openDraft(drafts[0], config, 2));
     try {
@@ -77,6 +77,9 @@ describe("EAGLE-3 rounds refuse bad input", () => {
       const step = buildStep([{ seq, count: 4, samples: true }]);
       await expect(model.prefillSpeculative({ ...step, slots: Int32Array.of(0), nextTokens: Int32Array.of(2, -1, 4, -1), finalChunk: Uint8Array.of(1) }))
         .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/-1 only at the end/) });
+      // Its steps write the captured states to the draft's feature store, not to a step's output.
+      await expect(model.step({ ...step, wantHidden: true }))
+        .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/keeps them for the draft/) });
     } finally {
       model.dispose();
     }
