@@ -32,7 +32,12 @@ export interface SpecBenchRow {
   /** (slowest − fastest) / median of the baseline's timed runs: how far runs of one engine spread. */
   baselineSpread: number;
   eagleTokensPerSecond: number;
+  /**
+   * The median over the timed runs of EAGLE-3's tokens/s over the baseline run beside it (the two
+   * alternate, so a slow drift of the machine cancels), and the lowest and highest of those ratios.
+   */
   speedup: number;
+  speedupRange: [number, number];
   meanAcceptedLength: number;
   acceptanceByPosition: number[];
   /** Per iteration: wall and device ms of the EAGLE-3 run; phases from a separate profiled run. */
@@ -65,7 +70,7 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
     // At least eight requests: a run of one or two lasts about 0.1 s on a small pair, too short to
     // time against the drift between runs.
     const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, Math.max(8, 2 * batch))));
-    const { baseline: base, eagle } = await alternate(
+    const { baseline: base, eagle, ratios } = await alternate(
       { ...o.engine, maxBatch: batch }, { ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, tick, batch,
     );
     // Phase times come from rounds timed one phase at a time, which are slower: a run of their own.
@@ -80,10 +85,11 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
       baselineTokensPerSecond: round(base.tokensPerSecond, 1),
       baselineSpread: round(base.spread, 3),
       eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
-      speedup: round(eagle.tokensPerSecond / base.tokensPerSecond, 3), meanAcceptedLength: round(s.meanAcceptedLength, 3),
+      speedup: round(ratios[ratios.length >> 1], 3), speedupRange: [round(ratios[0], 3), round(ratios.at(-1)!, 3)],
+      meanAcceptedLength: round(s.meanAcceptedLength, 3),
       acceptanceByPosition: s.acceptanceByPosition.map((x) => round(x, 3)),
       idealSpeedup: round(ideal, 3),
-      ofIdeal: round(ideal ? eagle.tokensPerSecond / base.tokensPerSecond / ideal : 0, 3),
+      ofIdeal: round(ideal ? ratios[ratios.length >> 1] / ideal : 0, 3),
       phases: {
         iterations: s.iterations, wallMs: per(s.wallMs, s.iterations), deviceMs: per(s.deviceMs, s.iterations), hostMs: per(s.hostMs, s.iterations),
         draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),
@@ -103,7 +109,8 @@ type Measured = Awaited<ReturnType<typeof timedRun>>;
 /**
  * The baseline and EAGLE-3 engines loaded together, the prompts run once on each as warm-up
  * (graphs, workspaces, the speculation policy's first measurements), then REPEATS timed runs of
- * each, alternating and in turn first: each engine's median run by tokens/s, with its spread.
+ * each, alternating and in turn first: each engine's median run by tokens/s, with its spread, and
+ * the sorted ratios of each EAGLE-3 run to the baseline run of the same turn.
  */
 async function alternate(baseOptions: EngineOptions, eagleOptions: EngineOptions, prompts: string[], o: SpecBenchOptions,
   tick: (label: string) => void, batch: number) {
@@ -118,7 +125,8 @@ async function alternate(baseOptions: EngineOptions, eagleOptions: EngineOptions
     for (const which of order) runs[which].push(await timedRun(which === "eagle" ? eagle : baseline, prompts, o, o.maxTokens));
   }
   tick(`baseline and EAGLE-3 in turn, batch ${batch}`);
-  return { baseline: median(runs.baseline), eagle: median(runs.eagle) };
+  const ratios = runs.eagle.map((e, r) => e.tokensPerSecond / runs.baseline[r].tokensPerSecond).sort((x, y) => x - y);
+  return { baseline: median(runs.baseline), eagle: median(runs.eagle), ratios };
 }
 
 /** One engine of its own, warmed up, then the median of REPEATS timed runs. */

@@ -56,6 +56,8 @@ describe("EAGLE-3 with a full-vocabulary pair on the CPU", () => {
     for (const row of r.rows) {
       expect(row.baselineTokensPerSecond).toBeGreaterThan(0);
       expect(row.baselineSpread).toBeGreaterThanOrEqual(0);
+      expect(row.speedupRange[0]).toBeLessThanOrEqual(row.speedup);
+      expect(row.speedupRange[1]).toBeGreaterThanOrEqual(row.speedup);
       expect(row.meanAcceptedLength).toBeGreaterThanOrEqual(1);
       expect(row.phases.iterations).toBeGreaterThan(0);
       expect(row.phases.deviceMs).toBeGreaterThan(0);
