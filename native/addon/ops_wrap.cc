@@ -71,14 +71,7 @@ e3::ResidualCapture parse_capture(const Napi::Value& v) {
   Napi::Object o = arg_object(v, "capture");
   c.dst = TensorWrap::From(o.Get("dst"), "capture.dst");
   c.rows = opt_or_none(o.Get("rows"), "capture.rows");
-  Napi::Value cols = o.Get("cols");
-  if (!cols.IsArray()) e3::fail(e3::Code::InvalidArgument, "capture.cols must be an array of column offsets");
-  Napi::Array a = cols.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value x = a.Get(i);
-    if (!x.IsNumber()) e3::fail(e3::Code::InvalidArgument, "capture.cols[" + std::to_string(i) + "] must be a number");
-    c.cols.push_back(x.As<Napi::Number>().Int64Value());
-  }
+  c.cols = parse_counts(o.Get("cols"), "capture.cols");
   return c;
 }
 

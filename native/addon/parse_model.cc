@@ -1,5 +1,7 @@
 #include "addon/parse_model.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "addon/js_error.h"
@@ -98,10 +100,8 @@ e3::QwenConfig parse_config(const Napi::Object& o) {
   c.qk_norm = get_bool(o, "qkNorm", false);
   c.qkv_bias = get_bool(o, "attentionBias", false);
   Napi::Value cap = o.Get("captureLayers");
-  if (cap.IsArray()) {
-    Napi::Array a = cap.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) c.capture_layers.push_back(a.Get(i).As<Napi::Number>().Int32Value());
-  }
+  if (cap.IsArray())
+    for (int64_t l : parse_counts(cap, "captureLayers")) c.capture_layers.push_back(int(std::min<int64_t>(l, INT32_MAX)));
   return c;
 }
 

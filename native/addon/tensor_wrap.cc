@@ -13,19 +13,21 @@ e3::Device parse_device(const std::string& s) {
   e3::fail(e3::Code::InvalidArgument, "device must be \"cpu\" or \"cuda\", got \"" + s + "\"");
 }
 
-e3::Shape parse_shape(const Napi::Value& v) {
-  if (!v.IsArray()) e3::fail(e3::Code::InvalidArgument, "shape must be an array of non-negative integers");
+std::vector<int64_t> parse_counts(const Napi::Value& v, const char* what) {
+  const std::string msg = std::string(what) + " must be an array of non-negative integers";
+  if (!v.IsArray()) e3::fail(e3::Code::InvalidArgument, msg);
   Napi::Array a = v.As<Napi::Array>();
-  e3::Shape s;
+  std::vector<int64_t> s;
   for (uint32_t i = 0; i < a.Length(); ++i) {
     Napi::Value d = a.Get(i);
     double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
-    if (x < 0 || x != double(int64_t(x)))
-      e3::fail(e3::Code::InvalidArgument, "shape must be an array of non-negative integers");
+    if (x < 0 || x != double(int64_t(x))) e3::fail(e3::Code::InvalidArgument, msg);
     s.push_back(int64_t(x));
   }
   return s;
 }
+
+e3::Shape parse_shape(const Napi::Value& v) { return parse_counts(v, "shape"); }
 
 void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function f = DefineClass(env, "NativeTensor",

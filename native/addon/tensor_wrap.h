@@ -32,6 +32,8 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 };
 
 e3::Device parse_device(const std::string& s);
+// An array of non-negative integers; ERR_INVALID_ARGUMENT naming `what` otherwise.
+std::vector<int64_t> parse_counts(const Napi::Value& v, const char* what);
 e3::Shape parse_shape(const Napi::Value& v);
 
 }  // namespace e3js
