@@ -1,8 +1,8 @@
 /**
  * Each op of one decode step at a preset's shapes (batch `rows`), timed on the device in a graph of
  * repeats of it alone: the time of the whole step splits into these and what its ops' differing
- * neighbours cost. Products are timed on both paths
- * (own GEMV, cuBLASLt) so the choice between them is a measurement.
+ * neighbours cost. Products are timed on every path that fits (own GEMV, own skinny kernel,
+ * cuBLASLt) so the choice between them is a measurement.
  */
 import type { TargetConfig } from "../model/config.js";
 import { type NativeOps, type NativeTensor, native } from "../native.js";

@@ -23,6 +23,9 @@ QwenModel::QwenModel(Ops& ops, QwenConfig cfg, QwenWeights weights, int max_toke
   gate_up_ = Tensor::empty(dev, a, {T, 2 * int64_t(cfg_.intermediate)});
   act_ = Tensor::empty(dev, a, {T, cfg_.intermediate});
   last_ = Tensor::empty(dev, a, {max_rows_, H});
+  capture_cols_.resize(size_t(cfg_.layers));
+  for (size_t i = 0; i < cfg_.capture_layers.size(); ++i)
+    capture_cols_[size_t(cfg_.capture_layers[i])].push_back(int64_t(i) * H);
 }
 
 void QwenModel::check_weights() const {
@@ -63,7 +66,7 @@ void QwenModel::check_weights() const {
 
 void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
   const QwenConfig& c = cfg_;
-  int64_t T = io.tokens.numel(), R = io.logit_rows.numel(), H = c.hidden;
+  int64_t T = io.tokens.numel(), R = io.logit_rows.numel();
   E3_ARG(T > 0 && T <= max_tokens_, "a step of " + std::to_string(T) + " tokens; this model takes 1.." +
                                         std::to_string(max_tokens_));
   E3_ARG(R <= T && R <= max_rows_, "more logit rows than tokens or than the model computes per step");
@@ -72,12 +75,7 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
          attn = attn_.rows(0, T), proj = proj_.rows(0, T), gate_up = gate_up_.rows(0, T), act = act_.rows(0, T);
   float scale = 1.0f / std::sqrt(float(c.head_dim));
   // The output of `layer` (the residual after the next add) goes to its columns of the features.
-  auto capture = [&](int layer) {
-    ResidualCapture cap{io.hidden, io.hidden_rows, {}};
-    for (size_t i = 0; i < c.capture_layers.size(); ++i)
-      if (c.capture_layers[i] == layer) cap.cols.push_back(int64_t(i) * H);
-    return cap;
-  };
+  auto capture = [&](int layer) { return ResidualCapture{io.hidden, io.hidden_rows, capture_cols_[size_t(layer)]}; };
 
   ops_.embedding(io.tokens, w_.embed, x);
   for (int l = 0; l < c.layers; ++l) {

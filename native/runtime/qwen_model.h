@@ -50,6 +50,7 @@ class QwenModel {
   QwenConfig cfg_;
   QwenWeights w_;
   int max_tokens_, max_rows_;
+  std::vector<std::vector<int64_t>> capture_cols_;  // per layer: its columns of the captured states
   Tensor x_, normed_, qkv_, q_, attn_, proj_, gate_up_, act_, last_;  // workspace, max_tokens rows
 };
 
