@@ -11,14 +11,14 @@ cudaError_t rmsnorm(const bf16* x, const bf16* w, bf16* out, int rows, int n, in
 // Where add_rmsnorm also writes the new residual (a target layer's output, kept as a draft
 // feature): row r goes to dst[(rows ? rows[r] : r) · stride + col[j]] for each of the `cols`
 // column offsets, so that no separate copy or scatter runs after the norm.
+constexpr int kMaxCaptureCols = 3;
 struct RowCapture {
   bf16* dst = nullptr;
   const int32_t* rows = nullptr;
   int64_t stride = 0;
   int cols = 0;
-  int64_t col[3] = {0, 0, 0};
+  int64_t col[kMaxCaptureCols] = {};
 };
-constexpr int kMaxCaptureCols = 3;
 
 // residual = bf16(residual + x); out = rmsnorm(residual); the residual captured as `cap` says
 cudaError_t add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, bf16* out, int rows, int n, float eps,
