@@ -1,7 +1,8 @@
 /**
- * Each op of one decode step at a preset's shapes (batch `rows`), timed on the device in a graph of
- * repeats of it alone: the time of the whole step splits into these and what its ops' differing
- * neighbours cost. Products are timed on every path that fits (own GEMV, own skinny kernel,
+ * Each op of one step at a preset's shapes, timed on the device in a graph of repeats of it alone:
+ * the time of the whole step splits into these and what its ops' differing neighbours cost. A step
+ * is `seqs` sequences of `perSeq` new tokens each: decode (perSeq 1) or the verification of a
+ * chain-masked tree (perSeq > 1). Products are timed on every path that fits (own GEMV, own skinny kernel,
  * cuBLASLt) so the choice between them is a measurement.
  */
 import type { TargetConfig } from "../model/config.js";
@@ -18,7 +19,8 @@ export interface KernelRow {
 
 const COLD_BYTES = 256 << 20;
 
-export function benchKernels(cfg: TargetConfig, rows: number, context: number): KernelRow[] {
+export function benchKernels(cfg: TargetConfig, seqs: number, context: number, perSeq = 1): KernelRow[] {
+  const rows = seqs * perSeq;
   const addon = native();
   const ops = new addon.NativeOps("cuda");
   const T = (shape: number[], dtype: "bf16" | "f32" | "i32" = "bf16") => {
@@ -65,31 +67,38 @@ export function benchKernels(cfg: TargetConfig, rows: number, context: number): 
   add("add_rmsnorm", `${rows}×${H}`, time(() => ops.addRmsnorm(res, x, wn, 1e-6, o)), 6 * rows * H, 2 * L);
   const gu = T([rows, 2 * I]), act = T([rows, I]);
   add("silu_mul", `${rows}×${I}`, time(() => ops.siluMul(gu, act)), 6 * rows * I, L);
-  add("attention + rope", `${rows} seqs × ${context} ctx`, attention(ops, T, cfg, rows, context, time), rows * context * 2 * nkv * D * 2, L);
+  const what = perSeq > 1 ? `${seqs} seqs × ${perSeq} tree tokens × ${context} ctx` : `${seqs} seqs × ${context} ctx`;
+  add("attention + rope", what, attention(ops, T, cfg, seqs, perSeq, context, time), seqs * context * 2 * nkv * D * 2, L);
   ops.synchronize();
   return out;
 }
 
 /** qkv_rope_store + attention over one layer's cache (a few MB: read from L2 when repeated, so optimistic). */
-function attention(ops: NativeOps, T: (s: number[], d?: "bf16" | "f32" | "i32") => NativeTensor, cfg: TargetConfig, rows: number, context: number,
-  time: (run: () => void) => number): number {
+function attention(ops: NativeOps, T: (s: number[], d?: "bf16" | "f32" | "i32") => NativeTensor, cfg: TargetConfig, seqs: number,
+  perSeq: number, context: number, time: (run: () => void) => number): number {
   const addon = native();
-  const page = 16, pages = Math.ceil((context + 1) / page);
+  const rows = seqs * perSeq, kvLen = context + perSeq;
+  const page = 16, pages = Math.ceil(kvLen / page);
   const i32 = (a: Int32Array, shape: number[]) => addon.NativeTensor.fromBytes(a, "i32", shape, "cuda");
-  const pageTable = Int32Array.from({ length: rows * pages }, (_, i) => i);
-  const slots = Int32Array.from({ length: rows }, (_, s) => (s * pages) * page + context);
+  const perRow = <A>(f: (s: number, j: number) => A) => Array.from({ length: rows }, (_, i) => f(Math.floor(i / perSeq), i % perSeq));
   const layout = {
-    numSeqs: rows, numTokens: rows, pageSize: page, maxPages: pages, maxQLen: 1, maxKvLen: context + 1,
-    qStart: i32(Int32Array.from({ length: rows + 1 }, (_, i) => i), [rows + 1]),
-    kvLen: i32(new Int32Array(rows).fill(context + 1), [rows]),
-    pageTable: i32(pageTable, [rows, pages]), tokenSeq: i32(Int32Array.from({ length: rows }, (_, i) => i), [rows]),
-    slots: i32(slots, [rows]),
+    numSeqs: seqs, numTokens: rows, pageSize: page, maxPages: pages, maxQLen: perSeq, maxKvLen: kvLen,
+    qStart: i32(Int32Array.from({ length: seqs + 1 }, (_, s) => s * perSeq), [seqs + 1]),
+    kvLen: i32(new Int32Array(seqs).fill(kvLen), [seqs]),
+    pageTable: i32(Int32Array.from({ length: seqs * pages }, (_, i) => i), [seqs, pages]),
+    tokenSeq: i32(Int32Array.from(perRow((s) => s)), [rows]),
+    slots: i32(Int32Array.from(perRow((s, j) => s * pages * page + context + j)), [rows]),
+    // A chain: as costly as any tree of as many tokens (the kernel reads the mask, not its shape).
+    ...(perSeq > 1 ? {
+      treeMask: addon.NativeTensor.fromBytes(BigInt64Array.from(perRow((_, j) => (1n << BigInt(j + 1)) - 1n)), "i64", [rows], "cuda"),
+      treeBase: i32(new Int32Array(seqs).fill(context), [seqs]),
+    } : {}),
   };
   const D = cfg.headDim, nh = cfg.numHeads, nkv = cfg.numKvHeads;
-  const kc = T([rows * pages * page, nkv, D]), vc = T([rows * pages * page, nkv, D]);
+  const kc = T([seqs * pages * page, nkv, D]), vc = T([seqs * pages * page, nkv, D]);
   const qkv = T([rows, (nh + 2 * nkv) * D]), q = T([rows, nh, D]), out = T([rows, nh, D]);
   const qn = T([D]), kn = T([D]);
-  const pos = i32(new Int32Array(rows).fill(context), [rows]);
+  const pos = i32(Int32Array.from(perRow((_, j) => context + j)), [rows]);
   return time(() => {
     ops.qkvRopeStore(qkv, cfg.qkNorm ? qn : null, cfg.qkNorm ? kn : null, 1e-6, pos, cfg.rotaryDim, cfg.ropeTheta, layout, q, kc, vc);
     ops.attention(q, kc, vc, layout, 1 / Math.sqrt(D), out);

@@ -33,7 +33,7 @@ Random weights (--random):
   --steps N            timed decode steps per batch size (default 64)
   --prefill N          prompt tokens for the prefill figure (default 2048)
   --reference FILE     JSON of {"transformersTokensPerSecond": x, ...} measured in the same run
-  --kernels            also time each op of a decode step alone (batch 1 and 8)
+  --kernels            also time each op alone: decode steps of batch 1, 8 and 32, verification of 16 and 64 tree tokens
   --layers N           cut the preset to N layers (profiling)
   --rounds             instead: speculative rounds with a random EAGLE-3 head against decode steps
                        (batches default 1,4,16,32; --steps N timed rounds, default 24; --tree S,K,N)
@@ -62,7 +62,8 @@ export async function run(argv: string[]): Promise<number> {
     preset, config, batches, context, decodeSteps: num(p, "steps") ?? 64,
     verifyTokens: [8, 16, 32, 64], prefillTokens: num(p, "prefill") ?? 2048, seed: 0, log: (l) => console.error(l),
   });
-  const kernels = p.values.kernels ? [1, 8, 32].flatMap((rows) => benchKernels(config, rows, context)) : undefined;
+  const shapes: Array<[number, number]> = [[1, 1], [8, 1], [32, 1], [1, 16], [1, 64]];  // [sequences, tokens each]
+  const kernels = p.values.kernels ? shapes.flatMap(([seqs, perSeq]) => benchKernels(config, seqs, context, perSeq)) : undefined;
   if (kernels) console.log(kernelTable(kernels));
   const refFile = str(p, "reference");
   const reference = refFile ? JSON.parse(await readFile(refFile, "utf8")) : undefined;
