@@ -68,6 +68,53 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// One warp's online-softmax update (base 2) for a tile of NJ 8-position MMA column groups: scales
+// the scores, masks those `seen(h, c)` rejects (h: the thread's row half, c: column in the tile),
+// rescales the running (m, l, o), and packs the probabilities as the A operand of P·V.
+template <int NJ, int D, class Seen>
+__device__ __forceinline__ void softmax_tile(float (&sc)[NJ][4], float (&m)[2], float (&l)[2], float (&o)[D / 8][4],
+                                             float scale_log2, Seen seen, uint32_t (&pa)[NJ / 2][4]) {
+  const int tig = threadIdx.x & 3;
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < NJ; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      int h = e >> 1;
+      sc[j][e] = seen(h, j * 8 + tig * 2 + (e & 1)) ? sc[j][e] * scale_log2 : -INFINITY;
+      mx[h] = fmaxf(mx[h], sc[j][e]);
+    }
+  float corr[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+    float m_new = fmaxf(m[h], mx[h]);
+    corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
+    m[h] = m_new;
+    l[h] *= corr[h];
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+    o[j][0] *= corr[0];
+    o[j][1] *= corr[0];
+    o[j][2] *= corr[1];
+    o[j][3] *= corr[1];
+  }
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float base = m[e >> 1] == -INFINITY ? 0.0f : m[e >> 1];
+      p[e] = exp2f(sc[j][e] - base);
+      l[e >> 1] += p[e];
+    }
+    pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+    pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+  }
+}
+
 // Tensor-core flash attention. Block (tile, kv head, split): 64 query rows of one sequence's
 // (token, head-in-group) pairs against one KV head over one range of context positions. K/V tiles
 // are double-buffered: the next one loads while this one is computed, so memory never idles on a
@@ -151,47 +198,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
       }
     }
 
-    // Mask, then online softmax (base 2). Each thread holds rows gid and gid+8.
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        int h = e >> 1, p = kv0 + j * 8 + tig * 2 + (e & 1);
-        bool ok = my_row[h] < rows && visible(a, r, my_tok[h], p);
-        sc[j][e] = ok ? sc[j][e] * scale_log2 : -INFINITY;
-        mx[h] = fmaxf(mx[h], sc[j][e]);
-      }
-    float corr[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-      float m_new = fmaxf(m[h], mx[h]);
-      corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
-      m[h] = m_new;
-      l[h] *= corr[h];
-    }
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][0] *= corr[0];
-      o[j][1] *= corr[0];
-      o[j][2] *= corr[1];
-      o[j][3] *= corr[1];
-    }
+    // Mask, then online softmax. Each thread holds rows gid and gid+8.
     uint32_t pa[BN / 16][4];
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      float p[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float base = m[e >> 1] == -INFINITY ? 0.0f : m[e >> 1];
-        p[e] = exp2f(sc[j][e] - base);
-        l[e >> 1] += p[e];
-      }
-      pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
-      pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
-    }
+    softmax_tile<BN / 8, D>(sc, m, l, o, scale_log2,
+                            [&](int h, int c) { return my_row[h] < rows && visible(a, r, my_tok[h], kv0 + c); }, pa);
 
     // O += P V
 #pragma unroll
@@ -304,52 +314,15 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
       mma16816(sc[0], qa, kb[0], kb[1]);
       mma16816(sc[1], qa, kb[2], kb[3]);
     }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        int h = e >> 1, p = p0 + j * 8 + tig * 2 + (e & 1);
-        bool ok = p < end && my_row[h] < rows && visible(a, r, my_tok[h], p);
-        sc[j][e] = ok ? sc[j][e] * scale_log2 : -INFINITY;
-        mx[h] = fmaxf(mx[h], sc[j][e]);
-      }
-    float corr[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-      float m_new = fmaxf(m[h], mx[h]);
-      corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
-      m[h] = m_new;
-      l[h] *= corr[h];
-    }
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][0] *= corr[0];
-      o[j][1] *= corr[0];
-      o[j][2] *= corr[1];
-      o[j][3] *= corr[1];
-    }
-    uint32_t pa[4];
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      float p[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float base = m[e >> 1] == -INFINITY ? 0.0f : m[e >> 1];
-        p[e] = exp2f(sc[j][e] - base);
-        l[e >> 1] += p[e];
-      }
-      pa[j * 2 + 0] = pack_bf16(p[0], p[1]);
-      pa[j * 2 + 1] = pack_bf16(p[2], p[3]);
-    }
+    uint32_t pa[1][4];
+    softmax_tile<2, D>(sc, m, l, o, scale_log2,
+                       [&](int h, int c) { return p0 + c < end && my_row[h] < rows && visible(a, r, my_tok[h], p0 + c); }, pa);
 #pragma unroll
     for (int j = 0; j < D / 8; j += 2) {
       uint32_t vb[4];
       ldmatrix_x4_trans(vb, sV + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (j + (lane >> 4)) * 8);
-      mma16816(o[j], pa, vb[0], vb[1]);
-      mma16816(o[j + 1], pa, vb[2], vb[3]);
+      mma16816(o[j], pa[0], vb[0], vb[1]);
+      mma16816(o[j + 1], pa[0], vb[2], vb[3]);
     }
   }
 

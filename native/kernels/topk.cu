@@ -21,6 +21,32 @@ __device__ __forceinline__ void warp_best(float& best, int& best_i) {
   }
 }
 
+// The block's first (value, id) in that order among every thread's candidate: written out as pick j
+// of the row (probability under the row's softmax, id through the draft map), and left in
+// s_val[0] / s_idx[0] for the whole block. Ends with a barrier.
+__device__ __forceinline__ void block_pick(float best, int best_i, int vocab, int k, int j, float mx, float sum,
+                                           const int32_t* map, float* probs, int32_t* ids, float* s_val, int* s_idx) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  warp_best(best, best_i);
+  if (lane == 0) {
+    s_val[warp] = best;
+    s_idx[warp] = best_i;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    best = lane < kThreads / 32 ? s_val[lane] : -INFINITY;
+    best_i = lane < kThreads / 32 ? s_idx[lane] : vocab;
+    warp_best(best, best_i);
+    if (lane == 0) {
+      s_val[0] = best;
+      s_idx[0] = best_i;
+      probs[int64_t(blockIdx.x) * k + j] = __expf(best - mx) / sum;
+      ids[int64_t(blockIdx.x) * k + j] = map ? map[best_i] : best_i;
+    }
+  }
+  __syncthreads();
+}
+
 // One block per row; k rounds of a block-wide arg-max over the elements after the previous pick.
 __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int vocab, int k, const int32_t* map,
                                                         float* probs, int32_t* ids) {
@@ -37,7 +63,6 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int
   sum = block_sum(sum, scratch);
   float prev_v = INFINITY;
   int prev_i = -1;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int j = 0; j < k; ++j) {
     float best = -INFINITY;
     int best_i = vocab;
@@ -48,24 +73,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int
         best_i = i;
       }
     }
-    warp_best(best, best_i);
-    if (lane == 0) {
-      s_val[warp] = best;
-      s_idx[warp] = best_i;
-    }
-    __syncthreads();
-    if (warp == 0) {
-      best = lane < kThreads / 32 ? s_val[lane] : -INFINITY;
-      best_i = lane < kThreads / 32 ? s_idx[lane] : vocab;
-      warp_best(best, best_i);
-      if (lane == 0) {
-        s_val[0] = best;
-        s_idx[0] = best_i;
-        probs[int64_t(blockIdx.x) * k + j] = __expf(best - mx) / sum;
-        ids[int64_t(blockIdx.x) * k + j] = map ? map[best_i] : best_i;
-      }
-    }
-    __syncthreads();
+    block_pick(best, best_i, vocab, k, j, mx, sum, map, probs, ids, s_val, s_idx);
     prev_v = s_val[0];
     prev_i = s_idx[0];
     __syncthreads();
@@ -116,27 +124,8 @@ __global__ void __launch_bounds__(kThreads) topk_small_kernel(const float* logit
   }
   const float mx = block_max(m, scratch);
   const float sum = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - mx), scratch);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int j = 0; j < k; ++j) {
-    float best = val[0];
-    int best_i = idx[0];
-    warp_best(best, best_i);
-    if (lane == 0) {
-      s_val[warp] = best;
-      s_idx[warp] = best_i;
-    }
-    __syncthreads();
-    if (warp == 0) {
-      best = lane < kThreads / 32 ? s_val[lane] : -INFINITY;
-      best_i = lane < kThreads / 32 ? s_idx[lane] : vocab;
-      warp_best(best, best_i);
-      if (lane == 0) {
-        s_idx[0] = best_i;
-        probs[int64_t(blockIdx.x) * k + j] = __expf(best - mx) / sum;
-        ids[int64_t(blockIdx.x) * k + j] = map ? map[best_i] : best_i;
-      }
-    }
-    __syncthreads();
+    block_pick(val[0], idx[0], vocab, k, j, mx, sum, map, probs, ids, s_val, s_idx);
     if (idx[0] == s_idx[0]) {  // element ids are unique: this thread's head was picked
 #pragma unroll
       for (int t = 0; t + 1 < K; ++t) {
