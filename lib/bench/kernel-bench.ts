@@ -54,7 +54,7 @@ export function benchKernels(cfg: TargetConfig, seqs: number, context: number, p
     // Cycling through copies that together exceed L2 several times keeps the reads in HBM.
     const x = T([rows, k]), ws = Array.from({ length: Math.min(16, Math.ceil(COLD_BYTES / (2 * n * k))) }, () => T([n, k]));
     for (const path of ["gemv", "skinny", "cublaslt"] as const) {
-      if ((path === "gemv" && rows > 8) || (path === "skinny" && (rows > 32 || k % 256))) continue;
+      if ((path === "gemv" && rows > 8) || (path === "skinny" && (rows > 32 || k % 64))) continue;
       ops.setGemmPath(path);
       const o = T([rows, n], name === "lm_head" ? "f32" : "bf16");
       let i = 0;

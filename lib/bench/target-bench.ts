@@ -28,6 +28,8 @@ export interface DecodeRow {
   batch: number;
   context: number;
   stepMs: number;
+  /** The native call's wall time on its worker thread: stepMs − callMs is the JS side and the event loop's hand-offs. */
+  callMs: number;
   deviceMs: number;
   tokensPerSecond: number;
   rooflineTokensPerSecond: number;
@@ -74,7 +76,7 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
     const run = async (entries: StepEntry[]) => {
       const t0 = performance.now();
       const res = await model.step({ ...buildStep(entries), wantTiming: true });
-      return { wallMs: performance.now() - t0, deviceMs: res.deviceMs!, tokens: res.tokens };
+      return { wallMs: performance.now() - t0, callMs: res.callMs, deviceMs: res.deviceMs!, tokens: res.tokens };
     };
     const prefill = async (seqs: Sequence[]) => {
       for (const s of seqs)
@@ -90,7 +92,7 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
       const seqs = Array.from({ length: B }, (_, i) => newSeq(i, o.context));
       await prefill(seqs);
       for (const s of seqs) s.tokens.push(1);  // the first decode token
-      const wall: number[] = [], dev: number[] = [];
+      const wall: number[] = [], call: number[] = [], dev: number[] = [];
       for (let step = 0; step < o.decodeSteps; step++) {
         const res = await run(seqs.map((seq) => ({ seq, count: 1, samples: true })));
         seqs.forEach((s, i) => {
@@ -99,6 +101,7 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
         });
         if (step >= 3) {  // warm-up steps excluded
           wall.push(res.wallMs);
+          call.push(res.callMs);
           dev.push(res.deviceMs);
         }
       }
@@ -106,7 +109,7 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
       const ctx = o.context + o.decodeSteps / 2;
       const roofline = B / ((readBytes + B * ctx * kvPerToken) / bw);
       decode.push({
-        batch: B, context: o.context, stepMs: round(stepMs, 3), deviceMs: round(deviceMs, 3),
+        batch: B, context: o.context, stepMs: round(stepMs, 3), callMs: round(median(call), 3), deviceMs: round(deviceMs, 3),
         tokensPerSecond: round((B * 1000) / stepMs, 1), rooflineTokensPerSecond: round(roofline, 1),
         fractionOfRoofline: round((B * 1000) / stepMs / roofline, 3),
       });

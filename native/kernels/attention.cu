@@ -456,11 +456,14 @@ bool use_decode(const AttentionArgs& a) { return int64_t(a.max_q_len) * (a.heads
 
 int tiles_per_seq(const AttentionArgs& a) { return int(ceil_div(int64_t(a.max_q_len) * (a.heads / a.kv_heads), BM)); }
 
-// Enough blocks for two waves, in whole tiles: as many splits as the longest context has ranges
-// of the rounded-up tile count, so that none is left empty (split_range rounds the same way).
-int num_splits(const AttentionArgs& a) {
-  int blocks = a.num_seqs * tiles_per_seq(a) * a.kv_heads;
-  int want = int(ceil_div(2 * int64_t(a.sm_count), blocks));
+// As many blocks as stay resident at once (one full wave: measured on the H200, a few blocks over
+// it cost a second wave, +20% at 32 tree tokens), in whole tiles: as many splits as the longest
+// context has ranges of the rounded-up tile count, so that none is left empty (split_range rounds
+// the same way).
+int num_splits(const AttentionArgs& a, int resident_per_sm) {
+  resident_per_sm = std::max(1, resident_per_sm);
+  int blocks = a.num_seqs * (use_decode(a) ? 1 : tiles_per_seq(a)) * a.kv_heads;
+  int want = resident_per_sm * a.sm_count / blocks;
   int kv = std::max(1, a.max_kv_len);
   int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64}));
   int chunk = int(ceil_div(ceil_div(kv, splits), BN)) * BN;
@@ -468,19 +471,45 @@ int num_splits(const AttentionArgs& a) {
 }
 
 template <int D>
+size_t smem_bytes(bool decode) {
+  return size_t(decode ? kDecodeRows + kDecodeStages * 2 * BN : BM + 4 * BN) * (D + 8) * sizeof(bf16);
+}
+
+// Opts a kernel into its shared memory and returns how many of its blocks fit one SM together
+// (0 if either call failed; the launch then refuses).
+template <class Kernel>
+int prepare(Kernel* kernel, size_t smem) {
+  int r = 0;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, kernel, kWarps * 32, smem) != cudaSuccess)
+    return 0;
+  return r;
+}
+
+// Done once per kernel: [0] the tile kernel, [1] the decode kernel.
+template <int D>
+int resident_per_sm(bool decode) {
+  static const int n[2] = {prepare(attention_mma_kernel<D>, smem_bytes<D>(false)),
+                           prepare(attention_decode_kernel<D>, smem_bytes<D>(true))};
+  return n[decode];
+}
+
+int num_splits(const AttentionArgs& a) {
+  bool decode = use_decode(a);
+  return num_splits(a, a.head_dim == 64 ? resident_per_sm<64>(decode) : resident_per_sm<128>(decode));
+}
+
+template <int D>
 cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
-  int tiles = tiles_per_seq(a), splits = num_splits(a);
+  const bool decode = use_decode(a);
+  const int tiles = tiles_per_seq(a), splits = num_splits(a);
+  const size_t smem = smem_bytes<D>(decode);
+  if (resident_per_sm<D>(decode) == 0) return cudaErrorInvalidConfiguration;
   cudaError_t e;
-  if (use_decode(a)) {
-    size_t smem = size_t(kDecodeRows + kDecodeStages * 2 * BN) * (D + 8) * sizeof(bf16);
-    e = cudaFuncSetAttribute(attention_decode_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return e;
+  if (decode) {
     dim3 grid(unsigned(a.num_seqs), unsigned(a.kv_heads), unsigned(splits));
     e = launch(attention_decode_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, splits);
   } else {
-    size_t smem = size_t(BM + 4 * BN) * (D + 8) * sizeof(bf16);
-    e = cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return e;
     dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
     e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, tiles, splits);
   }

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "kernels/gemv.cuh"
 #include "kernels/device.cuh"
 
@@ -71,10 +73,12 @@ cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, floa
 
 namespace e3k {
 
-// Skinny products on tensor cores: block = 16 output features, its four warps split K and merge
-// through shared memory (a fixed order: results do not vary between runs). Each weight is read
-// once. The mma k-order is permuted alike for x and W so that a lane reads 16 contiguous values
-// of its rows per 64-wide chunk (two 16-byte loads) instead of scattered pairs.
+// Skinny products on tensor cores: block = 16 output features × one of `splits` parts of K, its four warps split that part again and merge through shared
+// memory. With several parts (few output features: not enough blocks to keep every SM streaming),
+// each block leaves its partial sums in the workspace and the last of a column's blocks to arrive
+// adds them up, in part order: results do not vary between runs. Each weight is read once. The mma
+// k-order is permuted alike for x and W so that a lane reads 16 contiguous values of its rows per
+// 64-wide chunk (two 16-byte loads) instead of scattered pairs.
 namespace {
 
 constexpr int kSkinnyChunk = 64;
@@ -98,10 +102,14 @@ __device__ __forceinline__ void load16(uint4 (&dst)[2], const bf16* base, int ro
 template <int MT>
 __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                      const bf16* __restrict__ bias, bf16* __restrict__ out,
-                                                     float* __restrict__ out_f32, int m, int n, int k) {
+                                                     float* __restrict__ out_f32, int m, int n, int k,
+                                                     float* __restrict__ partials, unsigned* __restrict__ arrivals) {
   __shared__ float red[4][MT * 16][17];
+  __shared__ bool last;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
-  const int n0 = blockIdx.x * 16, kw = k / 4, kbeg = warp * kw, kend = kbeg + kw;
+  const int splits = gridDim.y, part = blockIdx.y * 4 + warp, parts = splits * 4, chunks = k / kSkinnyChunk;
+  const int n0 = blockIdx.x * 16, kbeg = chunks * part / parts * kSkinnyChunk,
+            kend = chunks * (part + 1) / parts * kSkinnyChunk;
   uint4 wb[2][2][2], xb[2][MT][2][2];  // [buffer][n-tile or m-tile(, half)][16 values]
   auto load_w = [&](int buf, int kc) {
     load16(wb[buf][0], w, n0 + gid, n, k, kc, tig);
@@ -119,9 +127,9 @@ __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x,
   for (int t = 0; t < MT; ++t)
 #pragma unroll
     for (int j = 0; j < 2; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.0f;
-  load_w(0, kbeg);  // weights never depend on the previous kernel: loaded before waiting for it
+  if (kbeg < kend) load_w(0, kbeg);  // weights never depend on the previous kernel: loaded before waiting for it
   pdl_begin();
-  load_x(0, kbeg);
+  if (kbeg < kend) load_x(0, kbeg);
   auto compute = [&](int buf) {
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
@@ -155,26 +163,62 @@ __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x,
 #pragma unroll
       for (int e = 0; e < 4; ++e) red[warp][t * 16 + gid + (e >> 1) * 8][j * 8 + tig * 2 + (e & 1)] = acc[t][j][e];
   __syncthreads();
-  for (int i = threadIdx.x; i < MT * 16 * 16; i += blockDim.x) {
-    int row = i / 16, col = i % 16, nn = n0 + col;
-    if (row >= m || nn >= n) continue;
-    float v = red[0][row][col] + red[1][row][col] + red[2][row][col] + red[3][row][col];
+  auto each = [&](auto f) {
+    for (int i = threadIdx.x; i < MT * 16 * 16; i += blockDim.x) {
+      int row = i / 16, col = i % 16, nn = n0 + col;
+      if (row < m && nn < n) f(row, col, nn);
+    }
+  };
+  auto store = [&](int row, int nn, float v) {
     if (bias) v += __bfloat162float(bias[nn]);
     if (out_f32) out_f32[int64_t(row) * n + nn] = v;
     else out[int64_t(row) * n + nn] = __float2bfloat16(v);
+  };
+  auto block_sum = [&](int row, int col) { return red[0][row][col] + red[1][row][col] + red[2][row][col] + red[3][row][col]; };
+  if (splits == 1) {
+    each([&](int row, int col, int nn) { store(row, nn, block_sum(row, col)); });
+    return;
   }
+  each([&](int row, int col, int nn) { partials[(int64_t(blockIdx.y) * m + row) * n + nn] = block_sum(row, col); });
+  __threadfence();  // this block's partials are visible before its arrival is counted
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(arrivals + blockIdx.x, 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  each([&](int row, int col, int nn) {
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z) v += __ldcg(partials + (int64_t(z) * m + row) * n + nn);  // from L2, not a stale L1
+    store(row, nn, v);
+  });
+  if (threadIdx.x == 0) arrivals[blockIdx.x] = 0;  // ready for the next product
 }
 
 }  // namespace
 
-bool skinny_fits(int m, int k) { return m >= 1 && m <= kSkinnyMaxM && k % (4 * kSkinnyChunk) == 0; }
+bool skinny_fits(int m, int k) { return m >= 1 && m <= kSkinnyMaxM && k % kSkinnyChunk == 0; }
+
+// Measured on the H200 (Qwen3-4B, Qwen2.5-7B and Qwen3-32B products, 1-16 rows): K is worth
+// splitting until the blocks number about 2.5 per SM (2560 outputs: 4 parts, 22.5 → 14.4 µs for
+// down), and while they are few, until each block reads at most 8192 columns (7B down, K = 18944:
+// 4 parts, 47 → 40 µs); past that, shorter parts only add partial sums (6144 outputs: 1 part, 10.2
+// µs, 2 parts 13.0; 32B qkv, K = 5120: 1 part 25.2 µs, 2 parts 28.6). Powers of two: odd part
+// lengths leave the two-chunk pipeline half empty.
+int skinny_splits(int n, int k, int sm_count) {
+  int blocks = int(ceil_div(n, 16)), splits = 1;
+  auto worth = [&] { return 2 * blocks * splits < 5 * sm_count || (k / splits > 8192 && blocks * splits < 8 * sm_count); };
+  while (splits < kSkinnyMaxSplits && k / kSkinnyChunk >= 16 * splits && worth()) splits *= 2;
+  return splits;
+}
 
 cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
-                        cudaStream_t s) {
-  if (!skinny_fits(m, k)) return cudaErrorInvalidValue;
-  dim3 grid(ceil_div(n, 16));
-  if (m <= 16) return launch(skinny_kernel<1>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
-  return launch(skinny_kernel<2>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k);
+                        int splits, float* partials, unsigned* arrivals, cudaStream_t s) {
+  const unsigned blocks = ceil_div(n, 16);
+  bool split_ok = splits == 1 || (partials && arrivals && blocks <= unsigned(kSkinnyMaxColumnBlocks));
+  if (!skinny_fits(m, k) || splits < 1 || splits > kSkinnyMaxSplits || !split_ok) return cudaErrorInvalidValue;
+  dim3 grid(blocks, unsigned(splits));
+  if (m <= 16) return launch(skinny_kernel<1>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k, partials, arrivals);
+  return launch(skinny_kernel<2>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k, partials, arrivals);
 }
 
 }  // namespace e3k

@@ -11,10 +11,16 @@ constexpr int kGemvMaxM = 8;
 cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
                  cudaStream_t s);
 
-// The same on tensor cores for M ≤ kSkinnyMaxM rows, each weight read once (K a multiple of 256).
+// The same on tensor cores for M ≤ kSkinnyMaxM rows, each weight read once (K a multiple of 64).
+// K is split over `splits` blocks per 16 output features (skinny_splits picks it); with more than
+// one, the product needs splits × M × N floats of `partials` and kSkinnyMaxColumnBlocks zeroed
+// `arrivals` counters, which it leaves zeroed.
 constexpr int kSkinnyMaxM = 32;
+constexpr int kSkinnyMaxSplits = 16;
+constexpr int kSkinnyMaxColumnBlocks = 4096;
 bool skinny_fits(int m, int k);
+int skinny_splits(int n, int k, int sm_count);
 cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
-                        cudaStream_t s);
+                        int splits, float* partials, unsigned* arrivals, cudaStream_t s);
 
 }  // namespace e3k

@@ -116,18 +116,20 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
   });
 
   // Above 64 rows, products share the cuBLASLt algorithm of their power-of-two row bucket. The
-  // tensor-core skinny path takes up to 32 rows of K a multiple of 256 (n = 1000: a partial block).
+  // tensor-core skinny path takes up to 32 rows of K a multiple of 64 (n = 1000: a partial block;
+  // 2560 × 2560 and 1000 × 9728: K split over 2 and 9 blocks, summed by the last; K = 192: fewer
+  // 64-wide chunks than warps).
   it.each([1, 3, 7, 8, 9, 17, 32, 64, 111, 127, 200, 989])("linear, %i rows, every product path, bias and f32 logits", (m) => {
     const r = rng(100 + m);
     // Large row counts on small products only: the CPU reference stays quick.
-    for (const [n, k] of m > 111 ? [[96, 64], [1000, 256]] : [[96, 64], [2560, 2560], [1000, 9728]]) {
+    for (const [n, k] of m > 111 ? [[96, 64], [1000, 256]] : [[96, 64], [40, 192], [2560, 2560], [1000, 9728]]) {
       const [xc, xg] = pair(randn(m * k, r), [m, k]);
       const [wc, wg] = pair(randn(n * k, r, 0.05), [n, k], "bf16");
       const [bc, bg] = pair(randn(n, r, 0.1), [n], "bf16");
       const want = poisoned("f32", [m, n], "cpu");
       cpu().linear(xc, wc, bc, want);
       for (const path of ["gemv", "skinny", "cublaslt"] as const) {
-        if ((path === "gemv" && m > 8) || (path === "skinny" && (m > 32 || k % 256))) continue;
+        if ((path === "gemv" && m > 8) || (path === "skinny" && (m > 32 || k % 64))) continue;
         const ops = gpu();
         ops.setGemmPath(path);
         const got = poisoned("bf16", [m, n], "cuda");

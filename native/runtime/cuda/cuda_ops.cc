@@ -54,6 +54,8 @@ CudaOps::CudaOps() {
   check(cudaEventCreate(&stop_), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming), "cudaEventCreate");
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
+  skinny_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kSkinnyMaxColumnBlocks});
+  check(cudaMemset(skinny_arrivals_.data(), 0, skinny_arrivals_.nbytes()), "cudaMemset");
 }
 
 CudaOps::~CudaOps() {
@@ -122,13 +124,13 @@ double CudaOps::timer_stop_ms() {
 
 void CudaOps::synchronize() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
 
-float* CudaOps::attention_workspace(size_t floats) {
+float* CudaOps::workspace(Tensor& ws, size_t floats) {
   if (!floats) return nullptr;
-  if (!attn_ws_.defined() || size_t(attn_ws_.numel()) < floats) {
-    if (attn_ws_.defined()) retired_.push_back(attn_ws_);
-    attn_ws_ = Tensor::empty(Device::CUDA, DType::F32, {int64_t(floats)});
+  if (!ws.defined() || size_t(ws.numel()) < floats) {
+    if (ws.defined()) retired_.push_back(ws);
+    ws = Tensor::empty(Device::CUDA, DType::F32, {int64_t(floats)});
   }
-  return attn_ws_.ptr<float>();
+  return ws.ptr<float>();
 }
 
 void CudaOps::embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
@@ -191,9 +193,12 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
           "gemv");
     return;
   }
-  if (use_skinny(M, N, K)) {
+  if (use_skinny(M, K)) {
+    int splits = e3k::skinny_splits(int(N), int(K), sm_count_);
+    float* partials = splits > 1 ? workspace(gemm_partials_, size_t(splits) * M * N) : nullptr;
     check(e3k::skinny_gemm(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out),
-                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), stream_),
+                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), splits, partials,
+                           skinny_arrivals_.ptr<uint32_t>(), stream_),
           "skinny_gemm");
     return;
   }
@@ -236,7 +241,7 @@ void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_
                        L.tree_base.defined() ? L.tree_base.ptr<int32_t>() : nullptr,
                        bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
                        L.max_kv_len, scale, sm_count_, nullptr};
-  a.workspace = attention_workspace(e3k::attention_workspace_floats(a));
+  a.workspace = workspace(attn_ws_, e3k::attention_workspace_floats(a));
   check(e3k::attention(a, stream_), "attention");
 }
 
@@ -256,13 +261,14 @@ bool CudaOps::use_gemv(int64_t m, int64_t k) const {
   return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1));
 }
 
-// Measured on the H100 at the Qwen3-4B shapes, graph-replayed (bench/results run 7): the skinny
-// kernel wins where its 16-feature blocks are many (8 rows: gate_up 35.1 vs cuBLASLt 38.3 µs,
-// lm_head 261 vs 278) and loses where they are few against a long K (down, 160 blocks: 25.8 vs
-// 21.7; 32 rows: 29.6 vs 23.3).
-bool CudaOps::use_skinny(int64_t m, int64_t n, int64_t k) const {
+// Measured on the H200 at the Qwen3-4B shapes, graph-replayed (bench/results, 2026-12-03): with
+// K split where its blocks are few, the skinny kernel beats cuBLASLt from 2 to 16 rows (16 rows:
+// o 8.4 vs 10.5 µs, gate_up 25.4 vs 30.2, down 15.6 vs 18.2, qkv 10.4 vs 10.8) and loses at 32
+// (gate_up 34.9 vs 31.0, lm_head 226 vs 197): each block then reads the 32 rows of x for only 16
+// outputs.
+bool CudaOps::use_skinny(int64_t m, int64_t k) const {
   if (!e3k::skinny_fits(int(std::min<int64_t>(m, 1 << 20)), int(k))) return false;
-  return gemm_path_ == GemmPath::Skinny || (gemm_path_ == GemmPath::Auto && m >= 2 && n >= 16384);
+  return gemm_path_ == GemmPath::Skinny || (gemm_path_ == GemmPath::Auto && m >= 2 && m <= 16);
 }
 
 void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {

@@ -1,5 +1,6 @@
 // The CUDA backend: each op checks its tensors and launches the kernel of native/kernels on the
-// backend's own stream. Products with few rows use the GEMV kernel, the rest cuBLASLt.
+// backend's own stream. Products of one row use the GEMV kernel, of 2-16 rows the skinny tensor-core
+// kernel, the rest cuBLASLt.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -58,14 +59,14 @@ class CudaOps final : public Ops {
   double timer_stop_ms() override;
 
  private:
-  float* attention_workspace(size_t floats);
+  float* workspace(Tensor& ws, size_t floats);  // ws grown to at least `floats` (the old one kept for graphs)
   bool use_gemv(int64_t m, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
-  bool use_skinny(int64_t m, int64_t n, int64_t k) const;  // the tensor-core kernel for a few rows
+  bool use_skinny(int64_t m, int64_t k) const;  // the tensor-core kernel for a few rows
   cudaStream_t stream_ = nullptr;
   cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
-  Tensor attn_ws_, gemm_ws_, argmax_keys_;
+  Tensor attn_ws_, gemm_ws_, gemm_partials_, skinny_arrivals_, argmax_keys_;
   std::vector<Tensor> retired_;          // buffers captured graphs may still reference
   std::vector<cudaGraphExec_t> graphs_;
   void* pinned_ = nullptr;               // staging for uploads
