@@ -36,9 +36,13 @@ export interface RoundRow {
   roundWallMs: number;
   roundDeviceMs: number;
   hostShare: number;
-  /** Host ms of a round in native code (checks, staging, upload, reading back) and outside it (N-API, JS). */
+  /**
+   * Host ms of a round: in native code staging and reading back (checks, upload, download), the
+   * rest of the native call's host time, and outside the call (JS, N-API, the event loop's hand-offs).
+   */
   nativeHostMs: number;
   otherHostMs: number;
+  jsHostMs: number;
   /** Profiled rounds (each phase replayed from its own graph): device ms per phase. */
   draftMs: number;
   /** The draft phase per draft forward (S − 1 of them), as a share of the decode step. */
@@ -84,7 +88,7 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
       const maxPages = per;
       const pageTable = new Int32Array(B * maxPages);
       seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
-      const wall: number[] = [], device: number[] = [], native: number[] = [], draft: number[] = [], verify: number[] = [], accept: number[] = [];
+      const wall: number[] = [], call: number[] = [], device: number[] = [], native: number[] = [], draft: number[] = [], verify: number[] = [], accept: number[] = [];
       for (let r = 0; r < WARMUP + o.rounds + PROFILED; r++) {
         const profile = r >= WARMUP + o.rounds;
         const t0 = performance.now();
@@ -106,6 +110,7 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
           accept.push(res.acceptMs);
         } else if (r >= WARMUP) {
           wall.push(ms);
+          call.push(res.callMs);
           device.push(res.deviceMs);
           native.push(res.stageMs + res.readMs);
         }
@@ -121,10 +126,10 @@ export async function benchRounds(o: RoundBenchOptions): Promise<RoundRow[]> {
         if (i >= WARMUP) decode.push(res.deviceMs!);
       }
       for (const s of seqs) pages.release(s.pages);
-      const d = median(decode), rw = median(wall), rd = median(device), dr = median(draft), v = median(verify), nh = median(native);
+      const d = median(decode), rw = median(wall), rc = median(call), rd = median(device), dr = median(draft), v = median(verify), nh = median(native);
       rows.push({
         batch: B, tree, context: o.context, decodeMs: round(d, 3), roundWallMs: round(rw, 3), roundDeviceMs: round(rd, 3),
-        hostShare: round(Math.max(0, rw - rd) / rw, 3), nativeHostMs: round(nh, 3), otherHostMs: round(Math.max(0, rw - rd - nh), 3),
+        hostShare: round(Math.max(0, rw - rd) / rw, 3), nativeHostMs: round(nh, 3), otherHostMs: round(Math.max(0, rc - rd - nh), 3), jsHostMs: round(Math.max(0, rw - rc), 3),
         draftMs: round(dr, 3),
         draftStepShare: round(dr / Math.max(1, tree.steps - 1) / d, 3), verifyMs: round(v, 3), verifyRatio: round(v / d, 3),
         acceptMs: round(median(accept), 3),
@@ -141,9 +146,9 @@ export function roundTable(preset: string, rows: RoundRow[]): string {
   return [
     `${preset}, random target and draft weights: a round's costs against a decode step`,
     "",
-    "| batch | tree S/K/N | decode ms | round wall ms | round device ms | host share (native / other ms) | draft ms (per step, of decode) | verify ms (of decode) | accept + commit ms |",
+    "| batch | tree S/K/N | decode ms | round wall ms | round device ms | host share (staging / other native / JS ms) | draft ms (per step, of decode) | verify ms (of decode) | accept + commit ms |",
     "|---:|---|---:|---:|---:|---|---|---|---:|",
     ...rows.map((r) => `| ${r.batch} | ${r.tree.steps}/${r.tree.topk}/${r.tree.draftTokens} | ${r.decodeMs} | ${r.roundWallMs} | ${r.roundDeviceMs} | ` +
-      `${(100 * r.hostShare).toFixed(1)}% (${r.nativeHostMs} / ${r.otherHostMs}) | ${r.draftMs} (${(100 * r.draftStepShare).toFixed(1)}%) | ${r.verifyMs} (${r.verifyRatio}×) | ${r.acceptMs} |`),
+      `${(100 * r.hostShare).toFixed(1)}% (${r.nativeHostMs} / ${r.otherHostMs} / ${r.jsHostMs}) | ${r.draftMs} (${(100 * r.draftStepShare).toFixed(1)}%) | ${r.verifyMs} (${r.verifyRatio}×) | ${r.acceptMs} |`),
   ].join("\n");
 }
