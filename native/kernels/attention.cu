@@ -139,6 +139,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   // Causal/tree visibility never reaches past the last token of this tile.
   const int last_token = min(r.q_len - 1, (row0 + BM - 1) / g);
   end = min(end, r.prefix + last_token + 1);
+  // Positions below this are seen by every row (padding rows too: their Q is zero, their output unused).
+  const int open_end = min(end, min(r.mask_base, r.kv_len));
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   constexpr int CH = D / 8;  // 16-byte chunks per row
@@ -198,10 +200,14 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
       }
     }
 
-    // Mask, then online softmax. Each thread holds rows gid and gid+8.
+    // Mask, then online softmax. Each thread holds rows gid and gid+8. Tiles before the first
+    // masked position (all but the last few of a long context) skip the per-element mask.
     uint32_t pa[BN / 16][4];
-    softmax_tile<BN / 8, D>(sc, m, l, o, scale_log2,
-                            [&](int h, int c) { return my_row[h] < rows && visible(a, r, my_tok[h], kv0 + c); }, pa);
+    if (kv0 + BN <= open_end)
+      softmax_tile<BN / 8, D>(sc, m, l, o, scale_log2, [](int, int) { return true; }, pa);
+    else
+      softmax_tile<BN / 8, D>(sc, m, l, o, scale_log2,
+                              [&](int h, int c) { return my_row[h] < rows && visible(a, r, my_tok[h], kv0 + c); }, pa);
 
     // O += P V
 #pragma unroll
@@ -264,6 +270,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
   const int rows = r.q_len * g;
   int begin, end;
   split_range(r.kv_len, splits, z, begin, end);
+  const int open_end = min(end, min(r.mask_base, r.kv_len));  // seen by every row below this
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
 
   for (int c = tid; c < QR * CH; c += blockDim.x) {
@@ -315,8 +322,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
       mma16816(sc[1], qa, kb[2], kb[3]);
     }
     uint32_t pa[1][4];
-    softmax_tile<2, D>(sc, m, l, o, scale_log2,
-                       [&](int h, int c) { return p0 + c < end && my_row[h] < rows && visible(a, r, my_tok[h], p0 + c); }, pa);
+    if (p0 + 16 <= open_end)
+      softmax_tile<2, D>(sc, m, l, o, scale_log2, [](int, int) { return true; }, pa);
+    else
+      softmax_tile<2, D>(sc, m, l, o, scale_log2,
+                         [&](int h, int c) { return p0 + c < end && my_row[h] < rows && visible(a, r, my_tok[h], p0 + c); }, pa);
 #pragma unroll
     for (int j = 0; j < D / 8; j += 2) {
       uint32_t vb[4];
