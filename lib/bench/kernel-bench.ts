@@ -2,8 +2,8 @@
  * Each op of one step at a preset's shapes, timed on the device in a graph of repeats of it alone:
  * the time of the whole step splits into these and what its ops' differing neighbours cost. A step
  * is `seqs` sequences of `perSeq` new tokens each: decode (perSeq 1) or the verification of a
- * chain-masked tree (perSeq > 1). Products are timed on every path that fits (own GEMV, own skinny kernel,
- * cuBLASLt) so the choice between them is a measurement.
+ * chain-masked tree (perSeq > 1). Products are timed on every path that fits (own GEMV, own skinny
+ * kernel, cuBLASLt) so the choice between them is a measurement.
  */
 import type { TargetConfig } from "../model/config.js";
 import { type NativeOps, type NativeTensor, native } from "../native.js";

@@ -512,9 +512,10 @@ int num_splits(const AttentionArgs& a) {
 template <int D>
 cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
   const bool decode = use_decode(a);
-  const int tiles = tiles_per_seq(a), splits = num_splits(a);
+  const int resident = resident_per_sm<D>(decode);
+  if (resident == 0) return cudaErrorInvalidConfiguration;
+  const int tiles = tiles_per_seq(a), splits = num_splits(a, resident);
   const size_t smem = smem_bytes<D>(decode);
-  if (resident_per_sm<D>(decode) == 0) return cudaErrorInvalidConfiguration;
   cudaError_t e;
   if (decode) {
     dim3 grid(unsigned(a.num_seqs), unsigned(a.kv_heads), unsigned(splits));

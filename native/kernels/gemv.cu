@@ -1,5 +1,3 @@
-#include <algorithm>
-
 #include "kernels/gemv.cuh"
 #include "kernels/device.cuh"
 
@@ -73,12 +71,13 @@ cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, floa
 
 namespace e3k {
 
-// Skinny products on tensor cores: block = 16 output features × one of `splits` parts of K, its four warps split that part again and merge through shared
-// memory. With several parts (few output features: not enough blocks to keep every SM streaming),
-// each block leaves its partial sums in the workspace and the last of a column's blocks to arrive
-// adds them up, in part order: results do not vary between runs. Each weight is read once. The mma
-// k-order is permuted alike for x and W so that a lane reads 16 contiguous values of its rows per
-// 64-wide chunk (two 16-byte loads) instead of scattered pairs.
+// Skinny products on tensor cores: block = 16 output features × one of `splits` parts of K, its
+// four warps split that part again and merge through shared memory. With several parts (few output
+// features: not enough blocks to keep every SM streaming), each block leaves its partial sums in
+// the workspace and the last of a column's blocks to arrive adds them up, in part order: results
+// do not vary between runs. Each weight is read once. The mma k-order is permuted alike for x and W
+// so that a lane reads 16 contiguous values of its rows per 64-wide chunk (two 16-byte loads)
+// instead of scattered pairs.
 namespace {
 
 constexpr int kSkinnyChunk = 64;
@@ -174,12 +173,12 @@ __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x,
     if (out_f32) out_f32[int64_t(row) * n + nn] = v;
     else out[int64_t(row) * n + nn] = __float2bfloat16(v);
   };
-  auto block_sum = [&](int row, int col) { return red[0][row][col] + red[1][row][col] + red[2][row][col] + red[3][row][col]; };
+  auto warps_sum = [&](int row, int col) { return red[0][row][col] + red[1][row][col] + red[2][row][col] + red[3][row][col]; };
   if (splits == 1) {
-    each([&](int row, int col, int nn) { store(row, nn, block_sum(row, col)); });
+    each([&](int row, int col, int nn) { store(row, nn, warps_sum(row, col)); });
     return;
   }
-  each([&](int row, int col, int nn) { partials[(int64_t(blockIdx.y) * m + row) * n + nn] = block_sum(row, col); });
+  each([&](int row, int col, int nn) { partials[(int64_t(blockIdx.y) * m + row) * n + nn] = warps_sum(row, col); });
   __threadfence();  // this block's partials are visible before its arrival is counted
   __syncthreads();
   if (threadIdx.x == 0) last = atomicAdd(arrivals + blockIdx.x, 1u) == unsigned(splits - 1);

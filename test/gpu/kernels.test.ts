@@ -117,7 +117,7 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
 
   // Above 64 rows, products share the cuBLASLt algorithm of their power-of-two row bucket. The
   // tensor-core skinny path takes up to 32 rows of K a multiple of 64 (n = 1000: a partial block;
-  // 2560 × 2560 and 1000 × 9728: K split over 2 and 9 blocks, summed by the last; K = 192: fewer
+  // 2560 × 2560 and 1000 × 9728: K split over 4 and 8 blocks, summed by the last; K = 192: fewer
   // 64-wide chunks than warps).
   it.each([1, 3, 7, 8, 9, 17, 32, 64, 111, 127, 200, 989])("linear, %i rows, every product path, bias and f32 logits", (m) => {
     const r = rng(100 + m);
