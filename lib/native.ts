@@ -81,6 +81,12 @@ export interface NativeStep {
   treeMask?: BigInt64Array;
   logitRows: Int32Array;
   sampling?: Uint8Array;
+  /**
+   * Token t is the one the previous call on this model (a step that sampled) drew in row
+   * feedback[t]: a step planned while that one ran, before its tokens were read back (`tokens`
+   * then holds placeholders).
+   */
+  feedback?: Int32Array;
   wantLogits?: boolean;
   wantHidden?: boolean;
   /** Return the device time of forward + sampling (synchronises; for benchmarks). */

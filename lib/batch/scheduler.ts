@@ -7,7 +7,9 @@
  * policy measured that faster (the draft then catches up before the next round). Where the policy
  * measured plain steps faster, prompts are prefilled in plain steps as well, without the draft.
  * KV pages for a request's whole length (and a round's scratch) are reserved when it is admitted,
- * so a running request never stalls.
+ * so a running request never stalls. Runs of plain decode steps are pipelined: each step is
+ * launched before the previous one's tokens are back (the device feeds them), so that the host's
+ * work between steps overlaps the device's.
  */
 import { Eagle3Error, ErrorCode } from "../errors.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../native.js";
@@ -64,6 +66,8 @@ export class Scheduler {
   private readonly spec?: SpeculativeCounters;
   private readonly policy?: SpeculationPolicy;
   private readonly freeSlots: number[];
+  /** The choice the speculation policy made for the next iteration while a pipelined run ended. */
+  private nextChoice?: Choice;
 
   constructor(private readonly executor: StepExecutor, readonly options: SchedulerOptions) {
     this.pages = new PageAllocator(options.numPages);
@@ -138,15 +142,16 @@ export class Scheduler {
       if (!this.running.length) return;
       const prefilling = this.running.filter((s) => s.cached < s.promptLength);
       const t0 = performance.now();
+      let steps = 1;
       try {
-        if (!this.options.tree) await this.plainStep();
+        if (!this.options.tree) steps = prefilling.length ? (await this.plainStep(), 1) : await this.decodeAhead();
         else if (prefilling.length) await (this.drafting() ? this.prefillStep() : this.plainStep());
-        else await this.decodeSpeculative();
+        else steps = await this.decodeSpeculative();
       } catch (err) {
         for (const s of this.running) this.finish(s, err);
         continue;
       }
-      this.counters.steps++;
+      this.counters.steps += steps;
       this.counters.stepSeconds += (performance.now() - t0) / 1000;
     }
   }
@@ -175,30 +180,88 @@ export class Scheduler {
     return result;
   }
 
-  /** One iteration of decoding with a draft: a round, or a plain step where that measures faster. */
-  private async decodeSpeculative(): Promise<void> {
+  /**
+   * Decoding with a draft: a round, or plain steps where those measure faster (pipelined for as long
+   * as the policy keeps choosing them). The number of iterations it ran.
+   */
+  private async decodeSpeculative(): Promise<number> {
     const seqs = this.running.filter((s) => !s.done);
     const sampled = seqs.some((s) => s.sampling.temperature > 0);
-    const choice: Choice = this.policy!.choose(seqs.length, sampled);
-    // Measured in native call time, which the event loop's other work (consumers reading the
-    // previous iteration's tokens) does not inflate. After plain steps the draft catches up first;
-    // its time counts against the round: it is the price of switching, and a tree that only wins
-    // without it does not pay.
-    let ms = 0;
-    if (choice.kind === "tree") while (seqs.some((s) => s.drafted < s.cached)) ms += await this.catchUp(seqs);
-    const before = this.counters.generatedTokens;
-    // Iterations that profiled phases or recorded a graph are slower than their kind: not measured.
-    let unusual: boolean;
+    const choice: Choice = this.nextChoice ?? this.policy!.choose(seqs.length, sampled);
+    this.nextChoice = undefined;
     if (choice.kind === "plain") {
-      const r = await this.plainStep();
-      unusual = r.captured === true;
-      ms += r.callMs;
-    } else {
-      const r = await this.round(seqs, choice.shape);
-      unusual = r.unusual;
-      ms += r.callMs;
+      // Measured per step as the time between two steps' tokens, which neither the event loop's
+      // other work (consumers reading tokens) nor the pipelining distorts. Pipelined only while
+      // plain steps are the measured best: an exploration or a probe is one step.
+      let first = true;
+      return this.decodeAhead(
+        (batch) => {
+          if (first) return (first = false, true);
+          if (!this.policy!.prefersPlain(batch, sampled)) return false;
+          const next = this.policy!.choose(batch, sampled);
+          if (next.kind === "plain") return true;
+          this.nextChoice = next;
+          return false;
+        },
+        (batch, tokens, ms, captured) => {
+          if (!captured) this.policy!.record(batch, sampled, choice, tokens, ms);
+        },
+      );
     }
-    if (!unusual) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, ms);
+    // After plain steps the draft catches up first; its time counts against the round: it is the
+    // price of switching, and a tree that only wins without it does not pay. Measured in native
+    // call time, which the event loop's other work does not inflate.
+    let ms = 0;
+    while (seqs.some((s) => s.drafted < s.cached)) ms += await this.catchUp(seqs);
+    const before = this.counters.generatedTokens;
+    const r = await this.round(seqs, choice.shape);
+    // Rounds that profiled phases or recorded a graph are slower than their kind: not measured.
+    if (!r.unusual) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, ms + r.callMs);
+    return 1;
+  }
+
+  /**
+   * Plain decode steps of every running sequence, each launched before the previous one's tokens
+   * are back: the device feeds them (NativeStep.feedback). Goes on while `more(batch)` agrees, no
+   * waiting request could join and some sequence has tokens left; a sequence that stops (a stop
+   * token the host sees one step late, or a cancel) rides along one step more and that step's
+   * token is dropped. `measured` gets each step's committed tokens and the ms since the previous
+   * step's tokens came back. The number of steps run.
+   */
+  private async decodeAhead(
+    more: (batch: number) => boolean = () => true,
+    measured?: (batch: number, tokens: number, ms: number, captured: boolean) => void,
+  ): Promise<number> {
+    type Launched = { entries: StepEntry[]; result: Promise<NativeStepResult> };
+    const launch = (entries: StepEntry[]): Launched | undefined => {
+      if (!entries.length || !more(entries.length)) return undefined;
+      const result = this.executor.step(buildStep(entries));
+      result.catch(() => {});  // awaited below; not an unhandled rejection meanwhile
+      return { entries, result };
+    };
+    let current = launch(this.plan(this.running))!;
+    let last = performance.now(), steps = 0;
+    while (current) {
+      const admissible = this.waiting.length > 0 && this.running.length < this.options.maxRunning;
+      const next = admissible ? undefined : launch(current.entries
+        .filter(({ seq }) => !seq.done && seq.generated + 1 < seq.maxNewTokens)
+        .map(({ seq }): StepEntry => ({ seq, count: 1, samples: true, fedFrom: current!.entries.findIndex((e) => e.seq === seq) })));
+      let result: NativeStepResult;
+      try {
+        result = await current.result;
+      } catch (err) {
+        await next?.result.catch(() => {});
+        throw err;
+      }
+      const now = performance.now(), before = this.counters.generatedTokens;
+      this.apply(current.entries, result);
+      this.times.add("decode", current.entries.length, now - last, result.captured === true);
+      measured?.(current.entries.length, this.counters.generatedTokens - before, now - last, result.captured === true);
+      last = now;
+      steps++;
+      current = next!;
+    }
+    return steps;
   }
 
   /**

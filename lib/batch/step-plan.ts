@@ -1,4 +1,5 @@
 /** Packs one step (which sequences advance by how many tokens) into the native step layout. */
+import { Eagle3Error, ErrorCode } from "../errors.js";
 import type { NativeSpecPrefill, NativeStep } from "../native.js";
 import type { Sequence } from "./sequence.js";
 
@@ -9,6 +10,11 @@ export interface StepEntry {
   start?: number;
   /** Whether the step reaches the sequence's last token, so it samples the next. */
   samples: boolean;
+  /**
+   * The one new token is still being sampled, in this row, by the step before (in flight): it is
+   * fed on the device, at position seq.cached + 1. Every entry of a step is fed, or none.
+   */
+  fedFrom?: number;
 }
 
 export const SAMPLING_ROW_BYTES = 32;
@@ -24,12 +30,15 @@ export function buildStep(entries: readonly StepEntry[], opts: { wantLogits?: bo
   const pageTable = new Int32Array(S * maxPages);
   const rows: number[] = [];
   const sampled: Sequence[] = [];
+  const fed = entries.some((e) => e.fedFrom !== undefined);
+  if (fed && !entries.every((e) => e.fedFrom !== undefined && e.count === 1 && e.samples))
+    throw new Eagle3Error(ErrorCode.INVALID_ARGUMENT, "a step with fed tokens decodes one fed token per sequence");
   let t = 0;
   entries.forEach((e, i) => {
     const { seq, count } = e;
-    const start = e.start ?? seq.cached;
+    const start = e.start ?? (fed ? seq.cached + 1 : seq.cached);
     qStart[i] = t;
-    tokens.set(seq.tokens.slice(start, start + count), t);
+    if (!fed) tokens.set(seq.tokens.slice(start, start + count), t);
     for (let j = 0; j < count; j++) positions[t + j] = start + j;
     kvLen[i] = start + count;
     pageTable.set(seq.pages, i * maxPages);
@@ -43,7 +52,8 @@ export function buildStep(entries: readonly StepEntry[], opts: { wantLogits?: bo
   return {
     tokens, positions, qStart, kvLen, pageTable, maxPages,
     logitRows: Int32Array.from(rows),
-    sampling: packSampling(sampled),
+    sampling: packSampling(sampled, fed ? 1 : 0),
+    feedback: fed ? Int32Array.from(entries, (e) => e.fedFrom!) : undefined,
     wantLogits: opts.wantLogits,
     wantHidden: opts.wantHidden,
   };
@@ -71,8 +81,11 @@ export function buildSpecPrefill(entries: readonly StepEntry[], final: (e: StepE
   };
 }
 
-/** 32 bytes per row, matching e3::SamplingParams. The draw counter is the token's index. */
-export function packSampling(seqs: readonly Sequence[]): Uint8Array {
+/**
+ * 32 bytes per row, matching e3::SamplingParams. The draw counter is the token's index (`ahead`
+ * tokens past those generated so far: a step planned while the one before it still samples).
+ */
+export function packSampling(seqs: readonly Sequence[], ahead = 0): Uint8Array {
   const buf = new Uint8Array(seqs.length * SAMPLING_ROW_BYTES);
   const dv = new DataView(buf.buffer);
   seqs.forEach((s, r) => {
@@ -81,7 +94,7 @@ export function packSampling(seqs: readonly Sequence[]): Uint8Array {
     dv.setInt32(o + 4, s.sampling.topK, true);
     dv.setFloat32(o + 8, s.sampling.topP, true);
     dv.setBigUint64(o + 16, BigInt.asUintN(64, BigInt(s.sampling.seed)), true);
-    dv.setBigUint64(o + 24, BigInt(s.generated), true);
+    dv.setBigUint64(o + 24, BigInt(s.generated + ahead), true);
   });
   return buf;
 }

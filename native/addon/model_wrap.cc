@@ -1,7 +1,10 @@
 // JS class NativeQwenModel: a Qwen target (weights, KV cache, executor) on one device, with an
-// optional EAGLE-3 draft. Calls run on worker threads; calls on one model are serialised by its
-// mutex, and dispose() waits for the one in flight.
+// optional EAGLE-3 draft. Calls run on worker threads, one at a time and in the order they were
+// made (their turn, under the model's mutex); a step leaves its turn once launched and waits for
+// its tokens outside it, so that the next step can launch behind it. dispose() waits for the
+// call whose turn it is.
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -20,6 +23,9 @@ namespace {
 
 struct ModelState {
   std::mutex mu;
+  std::condition_variable turn_changed;
+  uint64_t tickets = 0;  // handed out on the main thread, in call order
+  uint64_t serving = 0;  // the ticket whose turn it is
   std::unique_ptr<e3::Executor> exec;  // without a draft
   std::unique_ptr<e3::SpecRunner> spec;  // with one (it owns the executor)
   e3::Executor* target() { return spec ? &spec->target() : exec.get(); }
@@ -60,22 +66,48 @@ Napi::Object round_result(Napi::Env env, const e3::SpecRoundResult& r) {
   return out;
 }
 
-// Runs `work` under the model's lock on a worker thread and resolves with `convert` of its result.
+// A call's work in two parts: the first runs in the call's turn, under the model's lock, and
+// returns the second, which runs after the turn has passed to the next call.
+template <class R>
+using Work = std::function<std::function<R()>(ModelState&)>;
+
+// Work done entirely in the call's turn.
+template <class R>
+Work<R> in_turn(std::function<R(ModelState&)> f) {
+  return [f = std::move(f)](ModelState& s) {
+    auto r = std::make_shared<R>(f(s));
+    return std::function<R()>([r] { return std::move(*r); });
+  };
+}
+
+// Resolves with `convert` of the work's result, run on a worker thread in the call's turn.
 template <class R>
 class TaskWorker : public Napi::AsyncWorker {
  public:
-  TaskWorker(Napi::Env env, std::shared_ptr<ModelState> state, std::function<R(ModelState&)> work,
+  TaskWorker(Napi::Env env, std::shared_ptr<ModelState> state, Work<R> work,
              std::function<Napi::Value(Napi::Env, const R&)> convert)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), state_(std::move(state)),
-        work_(std::move(work)), convert_(std::move(convert)) {}
+        ticket_(state_->tickets++), work_(std::move(work)), convert_(std::move(convert)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      E3_ARG(state_->target(), "the model was disposed");
-      result_ = work_(*state_);
+      std::function<R()> rest;
+      {
+        std::unique_lock<std::mutex> lock(state_->mu);
+        state_->turn_changed.wait(lock, [&] { return state_->serving == ticket_; });
+        struct PassTurn {  // also when the work throws
+          ModelState& s;
+          ~PassTurn() {
+            s.serving++;
+            s.turn_changed.notify_all();
+          }
+        } pass{*state_};
+        E3_ARG(state_->target(), "the model was disposed");
+        rest = work_(*state_);
+      }
+      result_ = rest();
     } catch (...) {
       capture_error(code_, message_);
       SetError(message_);
@@ -87,26 +119,30 @@ class TaskWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<ModelState> state_;
-  std::function<R(ModelState&)> work_;
+  uint64_t ticket_;
+  Work<R> work_;
   std::function<Napi::Value(Napi::Env, const R&)> convert_;
   R result_;
   std::string code_, message_;
 };
 
-// `work` with its wall time on the worker thread in the result's call_ms: what the call cost,
-// without the event loop's other work while its promise waited.
+// `work` with its wall time on the worker thread (from the start of its turn) in the result's
+// call_ms: what the call cost, without the event loop's other work while its promise waited.
 template <class R>
-std::function<R(ModelState&)> timed(std::function<R(ModelState&)> work) {
+Work<R> timed(Work<R> work) {
   return [work = std::move(work)](ModelState& s) {
     auto t0 = std::chrono::steady_clock::now();
-    R r = work(s);
-    r.call_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    return r;
+    std::function<R()> rest = work(s);
+    return std::function<R()>([rest, t0] {
+      R r = rest();
+      r.call_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      return r;
+    });
   };
 }
 
 template <class R>
-Napi::Value queue(Napi::Env env, std::shared_ptr<ModelState> state, std::function<R(ModelState&)> work,
+Napi::Value queue(Napi::Env env, std::shared_ptr<ModelState> state, Work<R> work,
                   std::function<Napi::Value(Napi::Env, const R&)> convert) {
   auto* w = new TaskWorker<R>(env, std::move(state), std::move(work), std::move(convert));
   Napi::Promise p = w->promise();
@@ -160,7 +196,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Step(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto step = std::make_shared<e3::HostStep>(parse_step(arg_object(info[0], "step")));
-      return queue<e3::StepResult>(info.Env(), state_, timed<e3::StepResult>([step](ModelState& s) { return s.target()->run(*step); }),
+      Work<e3::StepResult> work = [step](ModelState& s) {
+        std::shared_ptr<e3::PendingStep> p = s.target()->launch(*step);
+        return std::function<e3::StepResult()>([p] { return e3::Executor::finish(*p); });
+      };
+      return queue<e3::StepResult>(info.Env(), state_, timed<e3::StepResult>(work),
                                    [](Napi::Env env, const e3::StepResult& r) { return Napi::Value(step_result(env, r)); });
     });
   }
@@ -168,7 +208,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Prefill(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto p = std::make_shared<e3::HostSpecPrefill>(parse_spec_prefill(arg_object(info[0], "prefill")));
-      return queue<e3::StepResult>(info.Env(), state_, timed<e3::StepResult>([p](ModelState& s) { return spec_of(s).prefill(*p); }),
+      auto work = in_turn<e3::StepResult>([p](ModelState& s) { return spec_of(s).prefill(*p); });
+      return queue<e3::StepResult>(info.Env(), state_, timed<e3::StepResult>(work),
                                    [](Napi::Env env, const e3::StepResult& r) { return Napi::Value(step_result(env, r)); });
     });
   }
@@ -176,7 +217,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Round(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto r = std::make_shared<e3::HostSpecRound>(parse_spec_round(arg_object(info[0], "round")));
-      return queue<e3::SpecRoundResult>(info.Env(), state_, timed<e3::SpecRoundResult>([r](ModelState& s) { return spec_of(s).round(*r); }),
+      auto work = in_turn<e3::SpecRoundResult>([r](ModelState& s) { return spec_of(s).round(*r); });
+      return queue<e3::SpecRoundResult>(info.Env(), state_, timed<e3::SpecRoundResult>(work),
                                         [](Napi::Env env, const e3::SpecRoundResult& x) { return Napi::Value(round_result(env, x)); });
     });
   }

@@ -38,6 +38,7 @@ e3::HostStep parse_step(const Napi::Object& o) {
   s.max_pages = int(get_int(o, "maxPages", 0, true));
   s.tree_mask = typed_vector<int64_t, napi_bigint64_array>(o, "treeMask", false);
   s.logit_rows = typed_vector<int32_t, napi_int32_array>(o, "logitRows", true);
+  s.feedback = typed_vector<int32_t, napi_int32_array>(o, "feedback", false);
   std::vector<uint8_t> raw = typed_vector<uint8_t, napi_uint8_array>(o, "sampling", false);
   E3_ARG(raw.size() % sizeof(e3::SamplingParams) == 0, "sampling must hold 32 bytes per logit row");
   s.sampling.resize(raw.size() / sizeof(e3::SamplingParams));

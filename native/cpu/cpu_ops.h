@@ -40,6 +40,7 @@ class CpuOps final : public Ops {
   void argmax(const Tensor& logits, const Tensor& tokens) override;
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override { copy_from_host(dst, 0, src, bytes); }
+  std::unique_ptr<PendingRead> download_async(const std::vector<HostRead>& reads) override;
   void timer_start() override;
   double timer_stop_ms() override;
 

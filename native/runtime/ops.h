@@ -132,6 +132,21 @@ class Ops {
   virtual void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) = 0;
   // Host bytes into a device tensor, ordered with the backend's other work.
   virtual void upload(const Tensor& dst, const void* src, size_t bytes) = 0;
+  // The first `bytes` of each tensor into host memory, once the work issued before is done: one
+  // wait for all of them. download_async() only enqueues the copies (later work may run meanwhile);
+  // the returned read's wait() blocks until they landed in the host buffers.
+  struct HostRead {
+    Tensor src;
+    void* dst;
+    size_t bytes;
+  };
+  class PendingRead {
+   public:
+    virtual ~PendingRead() = default;
+    virtual void wait() = 0;
+  };
+  virtual std::unique_ptr<PendingRead> download_async(const std::vector<HostRead>& reads) = 0;
+  void download(const std::vector<HostRead>& reads) { download_async(reads)->wait(); }
   // Records the work `body` issues as a replayable graph and returns its id, or -1 where the
   // backend has no graphs (then nothing was recorded and the caller runs eagerly).
   virtual int capture(const std::function<void()>& body) { return -1; }

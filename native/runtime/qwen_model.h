@@ -35,6 +35,7 @@ struct StepTensors {
   Tensor logits;             // f32 [R, V]
   Tensor hidden;             // act [T, C·H] for C capture layers (undefined when C = 0)
   Tensor hidden_rows;        // i32 [T]: the row of `hidden` each token's states go to (undefined: row t)
+  Tensor feedback;           // i32 [T] or undefined: see HostStep::feedback
 };
 
 class QwenModel {

@@ -12,13 +12,6 @@ namespace {
 // The first n·k elements of a flat buffer as [n, k].
 Tensor topk_view(const Tensor& flat, int64_t n, int k) { return flat.rows(0, n * k).view({n, k}); }
 
-template <class T>
-std::vector<T> download(const Tensor& t, int64_t n) {
-  std::vector<T> v(static_cast<size_t>(n));
-  if (n) copy_to_host(t, 0, v.data(), size_t(n) * sizeof(T));
-  return v;
-}
-
 void zero(Ops& ops, const Tensor& t) {
   std::vector<char> z(t.nbytes(), 0);
   ops.upload(t, z.data(), z.size());
@@ -82,6 +75,7 @@ void SpecRunner::store_slots(const Tensor& slots, const Tensor& logits, const Te
 StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   const HostStep& s = p.step;
   target_->validate(s);
+  E3_ARG(s.feedback.empty(), "prefill: feedback is for plain steps");
   size_t T = s.tokens.size(), S = s.kv_len.size();
   E3_ARG(p.slots.size() == S && p.final_chunk.size() == S && p.next_tokens.size() == T,
          "prefill: slots and finalChunk need one entry per sequence, nextTokens one per token");
@@ -99,7 +93,8 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
     E3_ARG(slot >= 0 && slot < spare_slot_, "prefill: no draft slot " + std::to_string(slot));
   E3_ARG(!p.stored_features || samplers == 0, "prefill: a draft catching up over stored features samples nothing");
   if (!p.stored_features) target_->compute_step(target_->prepare(s), Executor::sampling_of(s));
-  std::vector<int32_t> sampled = download<int32_t>(target_->sampled(), samplers);
+  std::vector<int32_t> sampled(static_cast<size_t>(samplers));
+  if (samplers) ops_.download({{target_->sampled(), sampled.data(), sampled.size() * 4}});
   HostStep d = s;
   d.tokens = p.next_tokens;
   d.sampling.clear();
@@ -132,9 +127,10 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   ops_.gather_rows(feature_store_, in.layout.slots, feats);
   draft(in, feats, Tensor(), logits, states);
   store_slots(slots_t, logits, states, in.logit_rows);
-  StepResult out;
-  if (!p.stored_features) target_->download(s, out);
-  return out;
+  if (p.stored_features) return StepResult();
+  PendingStep done;
+  target_->read_back(s, done);
+  return Executor::finish(done);
 }
 
 void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int32_t>& ids) {
@@ -399,9 +395,11 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
 void SpecRunner::finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res) {
   auto t0 = std::chrono::steady_clock::now();
   const int B = int(r.slots.size()), S = r.shape.steps, N = r.shape.draft_tokens;
-  std::vector<int32_t> out = download<int32_t>(rb.extend.tokens, int64_t(B) * (S + 1));
-  std::vector<int32_t> accepted = download<int32_t>(rb.accepted, B);
-  res.trees = download<int32_t>(rb.verify.tokens, int64_t(B) * N);
+  std::vector<int32_t> out(static_cast<size_t>(B) * (S + 1)), accepted(static_cast<size_t>(B));
+  res.trees.resize(size_t(B) * N);
+  ops_.download({{rb.extend.tokens, out.data(), out.size() * 4},
+                 {rb.accepted, accepted.data(), accepted.size() * 4},
+                 {rb.verify.tokens, res.trees.data(), res.trees.size() * 4}});
   for (int b = 0; b < B; ++b) {
     int m = accepted[size_t(b)];
     E3_CHECK(m >= 0 && m <= S, Internal, "round: " + std::to_string(m) + " tokens accepted from a tree of depth " + std::to_string(S));

@@ -64,6 +64,12 @@ void Executor::validate(const HostStep& s) const {
   E3_ARG(int64_t(R) <= logits_.dim(0), std::to_string(R) + " logit rows asked for; this model computes at most " +
                                            std::to_string(logits_.dim(0)) + " per step");
   E3_ARG(s.sampling.empty() || s.sampling.size() == R, "sampling needs one entry per logit row");
+  E3_ARG(s.feedback.empty() || s.feedback.size() == T, "feedback must have one entry per token");
+  for (size_t t = 0; t < s.feedback.size(); ++t)
+    E3_ARG(s.feedback[t] >= 0 && s.feedback[t] < feedable_rows_,
+           "feedback row " + std::to_string(s.feedback[t]) + " at index " + std::to_string(t) +
+               (feedable_rows_ ? " is not a row the previous step sampled (it sampled " + std::to_string(feedable_rows_) + ")"
+                               : ": the previous call on this model was not a step that sampled"));
   E3_ARG(!s.want_hidden || hidden_.defined(), "hidden states were asked for but the model captures no layers");
   E3_ARG(!s.want_hidden || !feature_store_.defined(),
          "hidden states were asked for, but a model with a draft keeps them for the draft: ask a model without one");
@@ -95,6 +101,7 @@ StepTensors Executor::with_outputs(StepTensors io) const {
 }
 
 void Executor::compute(const StepTensors& io, Sampling sampling) {
+  feedable_rows_ = 0;  // sampled_ is rewritten: what launch() left there is gone
   model_.forward(io, kv_);
   Tensor out = sampled_.rows(0, io.logits.dim(0));
   if (sampling == Sampling::Greedy) ops_->argmax(io.logits, out);
@@ -123,24 +130,30 @@ Executor::Sampling Executor::sampling_of(const HostStep& s) {
   return Sampling::Greedy;
 }
 
-StepResult Executor::run(const HostStep& s) {
+void Executor::feed(const StepTensors& io) {
+  if (io.feedback.defined()) ops_->gather_rows(sampled_, io.feedback, io.tokens);
+}
+
+std::unique_ptr<PendingStep> Executor::launch(const HostStep& s) {
   validate(s);
   bool decode = graphs_ && s.tree_mask.empty() && !s.sampling.empty() && s.q_start.back() == int(s.kv_len.size()) &&
                 s.logit_rows.size() == s.kv_len.size();
   for (size_t i = 0; decode && i < s.logit_rows.size(); ++i) decode = s.logit_rows[i] == int(i);
-  StepResult out;
+  auto p = std::make_unique<PendingStep>();
   if (decode && batch_bucket(int(s.kv_len.size())) > 0 &&
       int(s.kv_len.size()) <= logits_.dim(0) &&
       int(s.kv_len.size()) <= model_.max_tokens()) {
-    run_graph(s, out);
+    run_graph(s, p->out);
   } else {
     StepTensors io = prepare(s);
     if (s.want_timing) ops_->timer_start();
+    feed(io);
     compute_step(io, sampling_of(s));
-    if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
+    if (s.want_timing) p->out.device_ms = ops_->timer_stop_ms();
   }
-  download(s, out);
-  return out;
+  feedable_rows_ = s.sampling.empty() ? 0 : int(s.logit_rows.size());
+  read_back(s, *p);
+  return p;
 }
 
 // A decode step (one new token and one sample per sequence) padded to a batch bucket, replayed
@@ -158,6 +171,8 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
   p.positions = s.positions;
   p.kv_len = s.kv_len;
   p.sampling = s.sampling;
+  p.feedback = s.feedback;
+  if (!p.feedback.empty()) p.feedback.resize(size_t(B), 0);  // padding rows take any sampled token
   p.tokens.resize(size_t(B), 0);
   p.positions.resize(size_t(B), 0);
   p.kv_len.resize(size_t(B), 1);
@@ -171,45 +186,63 @@ void Executor::run_graph(const HostStep& s, StepResult& out) {
   for (int i = 0; i < S; ++i)
     std::copy_n(s.page_table.begin() + size_t(i) * s.max_pages, s.max_pages, p.page_table.begin() + size_t(i) * width);
   Sampling mode = sampling_of(p);
-  GraphKey key{B, kb, width, mode};
+  GraphKey key{B, kb, width, mode, !p.feedback.empty()};
+  auto step = [&](const StepTensors& io) {
+    feed(io);
+    compute_step(io, mode);
+  };
   auto it = graphs_by_key_.find(key);
   if (it == graphs_by_key_.end()) {
+    // A new bucket's first step runs eagerly (sizing workspaces and plans before capture), then is
+    // recorded for the next ones.
     auto inputs = std::make_unique<UploadArena>();
     StepTensors io = with_outputs(inputs->upload_step(*ops_, p, kv_.page_size, kb));  // the graph serves contexts up to kb
-    compute_step(io, mode);  // warm-up: sizes workspaces and plans before capture
-    int id = ops_->capture([&] { compute_step(io, mode); });
-    it = graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id}).first;
+    if (s.want_timing) ops_->timer_start();
+    step(io);
+    if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
+    int id = ops_->capture([&] { step(io); });
+    graphs_by_key_.emplace(key, GraphEntry{std::move(inputs), id});
     out.captured = true;
-  } else {
-    it->second.inputs->upload_step(*ops_, p, kv_.page_size, kb);
+    return;
   }
+  it->second.inputs->upload_step(*ops_, p, kv_.page_size, kb);
   if (s.want_timing) ops_->timer_start();
   ops_->replay(it->second.graph);
   if (s.want_timing) out.device_ms = ops_->timer_stop_ms();
 }
 
-void Executor::download(const HostStep& s, StepResult& out) {
+void Executor::read_back(const HostStep& s, PendingStep& p) {
   const QwenConfig& c = model_.config();
   size_t T = s.tokens.size(), R = s.logit_rows.size();
+  StepResult& out = p.out;
+  std::vector<Ops::HostRead> reads;
   if (!s.sampling.empty()) {
     out.tokens.resize(R);
-    copy_to_host(sampled_, 0, out.tokens.data(), R * 4);
+    reads.push_back({sampled_, out.tokens.data(), R * 4});
   }
   if (s.want_logits) {
     out.logits.resize(R * size_t(c.vocab));
-    copy_to_host(logits_, 0, out.logits.data(), out.logits.size() * 4);
+    reads.push_back({logits_, out.logits.data(), out.logits.size() * 4});
   }
   if (s.want_hidden) {
     Tensor h = hidden_.rows(0, int64_t(T));
     out.hidden.resize(size_t(h.numel()));
+    p.hidden_dtype = h.dtype();
     if (h.dtype() == DType::F32) {
-      copy_to_host(h, 0, out.hidden.data(), h.nbytes());
+      reads.push_back({h, out.hidden.data(), h.nbytes()});
     } else {
-      std::vector<uint16_t> raw(static_cast<size_t>(h.numel()));
-      copy_to_host(h, 0, raw.data(), h.nbytes());
-      convert_elements(raw.data(), h.dtype(), out.hidden.data(), DType::F32, raw.size());
+      p.raw_hidden.resize(size_t(h.numel()));
+      reads.push_back({h, p.raw_hidden.data(), h.nbytes()});
     }
   }
+  if (!reads.empty()) p.read = ops_->download_async(reads);
+}
+
+StepResult Executor::finish(PendingStep& p) {
+  if (p.read) p.read->wait();
+  if (!p.raw_hidden.empty())
+    convert_elements(p.raw_hidden.data(), p.hidden_dtype, p.out.hidden.data(), DType::F32, p.raw_hidden.size());
+  return std::move(p.out);
 }
 
 }  // namespace e3

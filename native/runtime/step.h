@@ -29,10 +29,23 @@ struct ExecutorOptions {
   bool graphs = true;    // replay decode steps from captured graphs where the backend can
 };
 
+// A launched step: its result once finish() has waited for the read-back.
+struct PendingStep {
+  StepResult out;
+  std::unique_ptr<Ops::PendingRead> read;
+  std::vector<uint16_t> raw_hidden;  // bf16 hidden states, converted to f32 by finish()
+  DType hidden_dtype = DType::F32;
+};
+
 class Executor {
  public:
   Executor(std::unique_ptr<Ops> ops, QwenConfig cfg, QwenWeights weights, const ExecutorOptions& opts);
-  StepResult run(const HostStep& step);
+  StepResult run(const HostStep& step) { return finish(*launch(step)); }
+  // run() in two halves: launch() uploads the step and enqueues its forward, sampling and
+  // read-back; finish() waits for them and touches nothing of the executor's, so the next step
+  // may launch meanwhile (with feedback, on this one's tokens still on the device).
+  std::unique_ptr<PendingStep> launch(const HostStep& step);
+  static StepResult finish(PendingStep& p);
 
   // Building blocks for the speculative runner, which drives the target step by step.
   Ops& ops() { return *ops_; }
@@ -53,7 +66,8 @@ class Executor {
   void keep_features(const Tensor& store);
   // Input views (staged elsewhere) bound to the executor's output buffers.
   StepTensors with_outputs(StepTensors io) const;
-  void download(const HostStep& s, StepResult& out);
+  // Enqueues the read-back of what `s` asked for into p (finish() completes it).
+  void read_back(const HostStep& s, PendingStep& p);
   const Tensor& hidden() const { return hidden_; }
   const Tensor& sampled() const { return sampled_; }
   const Tensor& logits() const { return logits_; }
@@ -70,8 +84,10 @@ class Executor {
   struct GraphKey {
     int batch, kv_bucket, pages;
     Sampling sampling;
+    bool feedback;
     bool operator<(const GraphKey& o) const {
-      return std::tie(batch, kv_bucket, pages, sampling) < std::tie(o.batch, o.kv_bucket, o.pages, o.sampling);
+      return std::tie(batch, kv_bucket, pages, sampling, feedback) <
+             std::tie(o.batch, o.kv_bucket, o.pages, o.sampling, o.feedback);
     }
   };
   struct GraphEntry {
@@ -79,6 +95,8 @@ class Executor {
     int graph;
   };
   void run_graph(const HostStep& s, StepResult& out);
+  // The previous step's tokens into this one's inputs (HostStep::feedback).
+  void feed(const StepTensors& io);
 
   std::unique_ptr<Ops> ops_;
   QwenModel model_;
@@ -87,6 +105,7 @@ class Executor {
   int scratch_page_;  // index of the scratch page = the pages the batch layer may use
   Tensor logits_, hidden_, sampled_;
   Tensor feature_store_;  // [cache rows, C·H] or undefined
+  int feedable_rows_ = 0;  // rows of sampled_ the next step may take as feedback: the last launch()'s
   UploadArena inputs_;  // eager steps' inputs
   std::map<GraphKey, GraphEntry> graphs_by_key_;
 };

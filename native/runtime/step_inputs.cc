@@ -40,6 +40,7 @@ void UploadArena::add_step(const HostStep& s, int page_size, StepTensors& io, in
   add(token_seq, &L.token_seq);
   add(slots, &L.slots);
   add(s.logit_rows, &io.logit_rows);
+  if (!s.feedback.empty()) add(s.feedback, &io.feedback);
   if (!s.tree_mask.empty()) add(s.tree_mask.data(), size_t(T) * 8, DType::I64, {T}, &L.tree_mask);
   if (!s.tree_base.empty()) add(s.tree_base, &L.tree_base);
   size_t sp = s.sampling.size() * sizeof(SamplingParams);

@@ -19,6 +19,9 @@ struct HostStep {
   std::vector<int32_t> tree_base;          // [S] or empty: context index of mask bit 0 (native callers only)
   std::vector<int32_t> logit_rows;         // [R]
   std::vector<SamplingParams> sampling;    // [R] or empty (no sampling)
+  // [T] or empty: token t is the one the previous step sampled in row feedback[t] (a step launched
+  // before that one's tokens were read back); `tokens` then only holds placeholders.
+  std::vector<int32_t> feedback;
   bool want_logits = false, want_hidden = false, want_timing = false;
 };
 

@@ -122,3 +122,78 @@ describe("speculative scheduling", () => {
     expect(exec.log.slice(0, 3)).toEqual(["prefill 4", "step 1", "prefill 7"]);
   });
 });
+
+/**
+ * Every call samples 100 + its index in every row, after a macrotask; records how many calls
+ * were in flight at once and which were fed from the call before.
+ */
+class CountingExecutor implements StepExecutor {
+  calls = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly fed: boolean[] = [];
+  private lastRows = 0;
+  async step(s: NativeStep): Promise<NativeStepResult> {
+    const index = this.calls++;
+    if (s.feedback) expect(Math.max(...s.feedback)).toBeLessThan(this.lastRows);
+    this.fed.push(s.feedback !== undefined);
+    this.lastRows = s.logitRows.length;
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    await new Promise((resolve) => setImmediate(resolve));
+    this.inFlight--;
+    return { tokens: new Int32Array(s.logitRows.length).fill(100 + index), callMs: 1 };
+  }
+  prefillSpeculative(): Promise<NativeStepResult> {
+    throw new Error("no draft");
+  }
+  speculativeRound(): Promise<NativeRoundResult> {
+    throw new Error("no draft");
+  }
+}
+
+describe("plain decoding, pipelined", () => {
+  const setup = () => {
+    const exec = new CountingExecutor();
+    const scheduler = new Scheduler(exec, { maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8 });
+    return { exec, scheduler };
+  };
+  const collect = async (seq: Sequence) => {
+    const out: number[] = [];
+    for await (const e of seq.events) out.push(...e.tokens);
+    return out;
+  };
+
+  it("launches each decode step before the previous one's tokens are back, and none past the length", async () => {
+    const { exec, scheduler } = setup();
+    const out = await collect(scheduler.submit([1, 2, 3], 10, GREEDY, new Set()));
+    expect(out).toEqual(Array.from({ length: 10 }, (_, i) => 100 + i));
+    expect(exec.calls).toBe(10);  // the prefill's token, then nine decode steps
+    expect(exec.maxInFlight).toBe(2);
+    expect(exec.fed.slice(2)).toEqual(Array(8).fill(true));
+  });
+
+  it("drops the token of the step in flight when a stop token comes back", async () => {
+    const { exec, scheduler } = setup();
+    const seq = scheduler.submit([1, 2, 3], 50, GREEDY, new Set([103]));
+    expect(await collect(seq)).toEqual([100, 101, 102, 103]);
+    expect(seq.finishReason).toBe("stop");
+    await scheduler.idle();
+    expect(exec.calls).toBe(5);  // one step more than the tokens kept
+  });
+
+  it("lets a request that arrives meanwhile join once the steps in flight are done", async () => {
+    const { scheduler } = setup();
+    const first = scheduler.submit([1, 2, 3], 30, GREEDY, new Set());
+    const firstOut: number[] = [];
+    let second: Promise<number[]> | undefined;
+    for await (const e of first.events) {
+      firstOut.push(...e.tokens);
+      second ??= firstOut.length === 5 ? collect(scheduler.submit([4, 5], 6, GREEDY, new Set())) : undefined;
+    }
+    const secondOut = await second!;
+    expect(firstOut).toHaveLength(30);
+    expect(secondOut).toHaveLength(6);
+    // Once the second has joined, both draw each call's token: they share steps.
+    expect(secondOut.slice(1).every((t) => firstOut.includes(t))).toBe(true);
+  });
+});

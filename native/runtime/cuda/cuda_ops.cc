@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_ops.h"
 
 #include <cstring>
+#include <mutex>
 
 #include "kernels/attention.cuh"
 #include "kernels/elementwise.cuh"
@@ -53,6 +54,7 @@ CudaOps::CudaOps() {
   check(cudaEventCreate(&start_), "cudaEventCreate");
   check(cudaEventCreate(&stop_), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming), "cudaEventCreate");
+  read_staging_ = std::make_shared<ReadStaging>();
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
   skinny_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kSkinnyMaxColumnBlocks});
   check(cudaMemset(skinny_arrivals_.data(), 0, skinny_arrivals_.nbytes()), "cudaMemset");
@@ -70,21 +72,115 @@ CudaOps::~CudaOps() {
   if (uploaded_) cudaEventDestroy(uploaded_);
 }
 
+namespace {
+
+// `buf` (pinned host memory of `capacity` bytes) grown to hold at least `bytes`, with room to spare.
+void grow_pinned(void*& buf, size_t& capacity, size_t bytes) {
+  if (bytes <= capacity) return;
+  if (buf) cudaFreeHost(buf);
+  buf = nullptr;
+  capacity = 0;
+  check(cudaMallocHost(&buf, bytes * 2), "cudaMallocHost");
+  capacity = bytes * 2;
+}
+
+}  // namespace
+
 // Through pinned memory so the copy is asynchronous and stream-ordered; the staging buffer is
 // rewritten only once the previous copy out of it has completed.
 void CudaOps::upload(const Tensor& dst, const void* src, size_t bytes) {
   E3_ARG(dst.device() == Device::CUDA && bytes <= dst.nbytes(), "upload: " + std::to_string(bytes) + " bytes into " + dst.describe());
   check(cudaEventSynchronize(uploaded_), "cudaEventSynchronize");
-  if (bytes > pinned_bytes_) {
-    if (pinned_) cudaFreeHost(pinned_);
-    pinned_ = nullptr;
-    pinned_bytes_ = 0;
-    check(cudaMallocHost(&pinned_, bytes * 2), "cudaMallocHost");
-    pinned_bytes_ = bytes * 2;
-  }
+  grow_pinned(pinned_, pinned_bytes_, bytes);
   std::memcpy(pinned_, src, bytes);
   check(cudaMemcpyAsync(dst.data(), pinned_, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
   check(cudaEventRecord(uploaded_, stream_), "cudaEventRecord");
+}
+
+// Buffers for reads in flight: each read takes one (pinned host memory and an event) and gives it
+// back when its wait is over. Shared with the reads, so that one outliving the backend stays valid.
+struct ReadStaging {
+  struct Buffer {
+    void* host = nullptr;
+    size_t bytes = 0;
+    cudaEvent_t done = nullptr;
+  };
+  std::mutex mu;
+  std::vector<Buffer> free;
+  ~ReadStaging() {
+    for (Buffer& b : free) {
+      if (b.host) cudaFreeHost(b.host);
+      if (b.done) cudaEventDestroy(b.done);
+    }
+  }
+  Buffer take(size_t bytes) {
+    Buffer b;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!free.empty()) {
+        b = free.back();
+        free.pop_back();
+      }
+    }
+    if (!b.done) check(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming), "cudaEventCreate");
+    grow_pinned(b.host, b.bytes, bytes);
+    return b;
+  }
+  void give(Buffer b) {
+    std::lock_guard<std::mutex> lock(mu);
+    free.push_back(b);
+  }
+};
+
+namespace {
+
+size_t padded16(size_t n) { return (n + 15) / 16 * 16; }
+
+// Copies stream-ordered into one pinned buffer, then (wait) one event wait and the copies out.
+class StagedRead final : public Ops::PendingRead {
+ public:
+  StagedRead(std::shared_ptr<ReadStaging> staging, const std::vector<Ops::HostRead>& reads, cudaStream_t stream)
+      : staging_(std::move(staging)) {
+    size_t total = 0;
+    for (const Ops::HostRead& r : reads) {
+      E3_ARG(r.src.device() == Device::CUDA && r.bytes <= r.src.nbytes(),
+             "download: " + std::to_string(r.bytes) + " bytes of " + r.src.describe());
+      total += padded16(r.bytes);
+    }
+    buf_ = staging_->take(total);
+    char* at = static_cast<char*>(buf_.host);
+    for (const Ops::HostRead& r : reads) {
+      if (r.bytes) check(cudaMemcpyAsync(at, r.src.data(), r.bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync");
+      dsts_.push_back({r.dst, r.bytes});
+      at += padded16(r.bytes);
+    }
+    check(cudaEventRecord(buf_.done, stream), "cudaEventRecord");
+  }
+  ~StagedRead() override {
+    if (!waited_) cudaEventSynchronize(buf_.done);  // the copies must land before the buffer is reused
+    staging_->give(buf_);
+  }
+  void wait() override {
+    check(cudaEventSynchronize(buf_.done), "cudaEventSynchronize");
+    waited_ = true;
+    const char* at = static_cast<const char*>(buf_.host);
+    for (auto [dst, bytes] : dsts_) {
+      if (bytes) std::memcpy(dst, at, bytes);
+      at += padded16(bytes);
+    }
+  }
+
+ private:
+  std::shared_ptr<ReadStaging> staging_;
+  ReadStaging::Buffer buf_;
+  std::vector<std::pair<void*, size_t>> dsts_;
+  bool waited_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops::PendingRead> CudaOps::download_async(const std::vector<HostRead>& reads) {
+  return std::make_unique<StagedRead>(read_staging_, reads, stream_);
 }
 
 int CudaOps::capture(const std::function<void()>& body) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <vector>
 
 #include "runtime/ops.h"
@@ -11,6 +12,8 @@
 namespace e3 {
 
 enum class GemmPath { Auto, Gemv, Skinny, CublasLt };
+
+struct ReadStaging;
 
 class CudaOps final : public Ops {
  public:
@@ -53,6 +56,7 @@ class CudaOps final : public Ops {
   void argmax(const Tensor& logits, const Tensor& tokens) override;
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override;
+  std::unique_ptr<PendingRead> download_async(const std::vector<HostRead>& reads) override;
   int capture(const std::function<void()>& body) override;
   void replay(int graph) override;
   void timer_start() override;
@@ -71,6 +75,7 @@ class CudaOps final : public Ops {
   std::vector<cudaGraphExec_t> graphs_;
   void* pinned_ = nullptr;               // staging for uploads
   size_t pinned_bytes_ = 0;
+  std::shared_ptr<ReadStaging> read_staging_;  // pinned buffers and events of reads in flight
 };
 
 }  // namespace e3
