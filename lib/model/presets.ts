@@ -1,6 +1,7 @@
 /**
  * Real model shapes for random-weight benchmarks, from the models' config.json values
- * (qwen-architectures.md §1.1). Weights are generated on the device with a seed.
+ * (qwen-architectures.md §1.1), and the trained pair's target. Weights are generated on the
+ * device with a seed.
  */
 import type { TargetConfig } from "./config.js";
 
@@ -27,5 +28,11 @@ export const PRESETS: Record<string, TargetConfig> = {
   "qwen3-32b": qwen({
     arch: "qwen3", hiddenSize: 5120, numLayers: 64, numHeads: 64, numKvHeads: 8, headDim: 128, intermediateSize: 25600,
     vocabSize: 151936, ropeTheta: 1e6, maxPositionEmbeddings: 40960, tieWordEmbeddings: false, attentionBias: false, qkNorm: true,
+  }),
+  // The target bench/train_pair.py trains (about 100M parameters, most of them the embedding): a
+  // small model's steps, where fixed per-step costs weigh most.
+  "trained-pair": qwen({
+    arch: "qwen3", hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 4, headDim: 64, intermediateSize: 1536,
+    vocabSize: 151936, ropeTheta: 1e6, maxPositionEmbeddings: 4096, tieWordEmbeddings: true, attentionBias: false, qkNorm: true,
   }),
 };
