@@ -12,8 +12,8 @@ import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
 /**
  * Every step samples token 5. Plain steps take one macrotask (so a consumer of the tokens runs
- * between steps) and report 1 ms of call time; rounds take 3 ms and accept nothing, so plain steps
- * measure faster; a catch-up reports `catchUpMs`.
+ * between steps); rounds take 3 ms and accept nothing, so plain steps measure faster; a catch-up
+ * takes `catchUpMs`.
  */
 class ScriptedExecutor implements StepExecutor {
   readonly log: string[] = [];
@@ -25,6 +25,7 @@ class ScriptedExecutor implements StepExecutor {
     return { tokens: new Int32Array(s.logitRows.length).fill(5), callMs: 1 };
   }
   async prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult> {
+    if (p.storedFeatures && this.catchUpMs) await new Promise((resolve) => setTimeout(resolve, this.catchUpMs));
     this.log.push(`${p.storedFeatures ? "catch-up" : "prefill"} ${p.tokens.length}`);
     return { tokens: new Int32Array(p.logitRows.length).fill(5), callMs: p.storedFeatures ? this.catchUpMs : 1 };
   }
