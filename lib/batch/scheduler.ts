@@ -66,8 +66,11 @@ export class Scheduler {
   private readonly spec?: SpeculativeCounters;
   private readonly policy?: SpeculationPolicy;
   private readonly freeSlots: number[];
-  /** The choice the speculation policy made for the next iteration while a pipelined run ended. */
-  private nextChoice?: Choice;
+  /**
+   * The choice the speculation policy made for the next iteration of `batch` sequences when it
+   * ended a pipelined run (it stands only if the batch is still that one's).
+   */
+  private nextChoice?: { choice: Choice; batch: number; sampled: boolean };
 
   constructor(private readonly executor: StepExecutor, readonly options: SchedulerOptions) {
     this.pages = new PageAllocator(options.numPages);
@@ -187,8 +190,9 @@ export class Scheduler {
   private async decodeSpeculative(): Promise<number> {
     const seqs = this.running.filter((s) => !s.done);
     const sampled = seqs.some((s) => s.sampling.temperature > 0);
-    const choice: Choice = this.nextChoice ?? this.policy!.choose(seqs.length, sampled);
+    const made = this.nextChoice;
     this.nextChoice = undefined;
+    const choice: Choice = made && made.batch === seqs.length && made.sampled === sampled ? made.choice : this.policy!.choose(seqs.length, sampled);
     if (choice.kind === "plain") {
       // Measured per step as the time between two steps' tokens, which neither the event loop's
       // other work (consumers reading tokens) nor the pipelining distorts. Pipelined only while
@@ -200,7 +204,7 @@ export class Scheduler {
           if (!this.policy!.prefersPlain(batch, sampled)) return false;
           const next = this.policy!.choose(batch, sampled);
           if (next.kind === "plain") return true;
-          this.nextChoice = next;
+          this.nextChoice = { choice: next, batch, sampled };
           return false;
         },
         (batch, tokens, ms, captured) => {

@@ -2,11 +2,12 @@
  * The batch scheduler with speculative decoding, on a scripted executor (no model): which steps
  * it asks for once the speculation policy has measured plain steps faster than rounds.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { timesSince } from "../../lib/batch/iteration-times.js";
 import { Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
 import { GREEDY, type Sequence } from "../../lib/batch/sequence.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../../lib/native.js";
+import { SpeculationPolicy } from "../../lib/spec/speculation-policy.js";
 import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
 
@@ -18,7 +19,9 @@ import { TreePolicy } from "../../lib/spec/tree-policy.js";
 class ScriptedExecutor implements StepExecutor {
   readonly log: string[] = [];
   roundTokens = 0;
-  constructor(private readonly catchUpMs = 0) {}
+  /** Rounds whose tree is larger than a batch of `maxRunning` sequences may verify. */
+  readonly oversized: string[] = [];
+  constructor(private readonly catchUpMs = 0, private readonly tree?: TreePolicy, private readonly maxRunning = 4) {}
   async step(s: NativeStep): Promise<NativeStepResult> {
     await new Promise((resolve) => setImmediate(resolve));
     this.log.push(`step ${s.tokens.length}`);
@@ -33,6 +36,7 @@ class ScriptedExecutor implements StepExecutor {
     await new Promise((resolve) => setTimeout(resolve, 3));
     this.log.push("round");
     const B = r.slots.length;
+    if (this.tree && B * r.draftTokens > this.tree.verifyRows(this.maxRunning)) this.oversized.push(`${B} × ${r.draftTokens}`);
     this.roundTokens += B;
     return {
       tokens: new Int32Array(B).fill(5), counts: new Int32Array(B).fill(1), drafted: new Int32Array(B).fill(r.draftTokens - 1),
@@ -109,6 +113,35 @@ describe("speculative scheduling", () => {
     const since = timesSince(middle, t);
     expect(since.decode!.count).toBe(t.decode!.count - middle.decode!.count);
     expect(since.prefill).toBeUndefined();  // the one prefill with the draft came before `middle`
+  });
+
+  it("a tree the policy chose as a pipelined run ended is dropped when the batch has changed since", async () => {
+    const tree = new TreePolicy();
+    const exec = new ScriptedExecutor(0, tree);
+    const scheduler = new Scheduler(exec, { maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8, tree, speculation: "auto" });
+    const choose = SpeculationPolicy.prototype.choose;
+    let armed = false;
+    const others: Sequence[] = [];
+    // Once plain steps lead at batch 1, the policy picks batch 1's widest tree while three more
+    // requests arrive: the tree must not then run for the batch of four.
+    const spy = vi.spyOn(SpeculationPolicy.prototype, "choose").mockImplementation(function (this: SpeculationPolicy, batch, sampled) {
+      if (!armed || batch !== 1 || !this.prefersPlain(1, sampled)) return choose.call(this, batch, sampled);
+      armed = false;
+      for (let i = 0; i < 3; i++) others.push(scheduler.submit([7, 8, 9], 6, GREEDY, new Set()));
+      return { kind: "tree", shape: tree.shapeFor(1) };
+    });
+    try {
+      const first = scheduler.submit([1, 2, 3, 4], 120, GREEDY, new Set());
+      await until(first, 40);
+      armed = true;
+      await until(first, 120);
+      await scheduler.idle();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(armed).toBe(false);
+    expect(others.map((s) => s.generated)).toEqual([6, 6, 6]);
+    expect(exec.oversized).toEqual([]);
   });
 
   it("a decoding sequence whose draft is behind rides along in a prefill step with one token", async () => {
