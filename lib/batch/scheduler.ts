@@ -245,7 +245,8 @@ export class Scheduler {
     let current = launch(this.plan(this.running))!;
     let last = performance.now(), steps = 0;
     while (current) {
-      const admissible = this.waiting.length > 0 && this.running.length < this.options.maxRunning;
+      // Finished sequences keep their place in `running` until the run ends: count the live ones.
+      const admissible = this.waiting.length > 0 && this.running.filter((s) => !s.done).length < this.options.maxRunning;
       const next = admissible ? undefined : launch(current.entries
         .filter(({ seq }) => !seq.done && seq.generated + 1 < seq.maxNewTokens)
         .map(({ seq }): StepEntry => ({ seq, count: 1, samples: true, fedFrom: current!.entries.findIndex((e) => e.seq === seq) })));

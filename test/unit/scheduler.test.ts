@@ -230,4 +230,16 @@ describe("plain decoding, pipelined", () => {
     // Once the second has joined, both draw each call's token: they share steps.
     expect(secondOut.slice(1).every((t) => firstOut.includes(t))).toBe(true);
   });
+
+  it("takes a waiting request in when a running one finishes, while the others go on", async () => {
+    const exec = new CountingExecutor();
+    const scheduler = new Scheduler(exec, { maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 2, maxQueued: 8 });
+    const long = scheduler.submit([1, 2, 3], 200, GREEDY, new Set());
+    const short = scheduler.submit([4, 5], 5, GREEDY, new Set());
+    const waiting = scheduler.submit([6, 7], 5, GREEDY, new Set());
+    const [, , third] = await Promise.all([collect(long), collect(short), collect(waiting)]);
+    // The waiting request was done long before the long one: it did not wait for its end.
+    expect(third).toHaveLength(5);
+    expect(Math.max(...third)).toBeLessThan(100 + 30);
+  });
 });
