@@ -101,8 +101,13 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   ops_.linear(y, w_.gate_up, nullptr, gate_up);
   ops_.silu_mul(gate_up, act);
   ops_.linear(act, w_.down, nullptr, proj);
-  ops_.add_rmsnorm(residual, proj, w_.final_norm, c.eps, normed);  // residual = h2
-  ops_.copy_columns(c.feed_post_norm ? normed : residual, io.state_out, 0);
+  if (c.feed_post_norm) {
+    ops_.add_rmsnorm(residual, proj, w_.final_norm, c.eps, normed);  // residual = h2
+    ops_.copy_columns(normed, io.state_out, 0);
+  } else {
+    // residual = h2, also written as the state the next step continues from (no copy after)
+    ops_.add_rmsnorm(residual, proj, w_.final_norm, c.eps, normed, ResidualCapture{io.state_out, Tensor(), {0}});
+  }
   if (R == 0) return;
   Tensor src = c.apply_final_norm ? normed : residual, out = src;
   if (!io.all_rows) {
