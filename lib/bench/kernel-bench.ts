@@ -6,6 +6,8 @@
  * kernel, cuBLASLt) so the choice between them is a measurement.
  */
 import type { TargetConfig } from "../model/config.js";
+import { GREEDY, Sequence } from "../batch/sequence.js";
+import { packSampling } from "../batch/step-plan.js";
 import { type NativeOps, type NativeTensor, native } from "../native.js";
 import { median, round } from "./stats.js";
 
@@ -67,10 +69,24 @@ export function benchKernels(cfg: TargetConfig, seqs: number, context: number, p
   add("add_rmsnorm", `${rows}×${H}`, time(() => ops.addRmsnorm(res, x, wn, 1e-6, o)), 6 * rows * H, 2 * L);
   const gu = T([rows, 2 * I]), act = T([rows, I]);
   add("silu_mul", `${rows}×${I}`, time(() => ops.siluMul(gu, act)), 6 * rows * I, L);
+  // The next token from the logits: greedy, and drawn under Qwen3's defaults (T 0.7, top-k 20, top-p 0.95).
+  const V = cfg.vocabSize, picked = T([rows], "i32");
+  let seed = 7;
+  const values = Float32Array.from({ length: rows * V }, () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 16);
+  const logits = addon.NativeTensor.fromBytes(values, "f32", [rows, V], "cuda");
+  add("argmax", `${rows}×${V}`, time(() => ops.argmax(logits, picked)), 4 * rows * V, 1);
+  const params = samplingRows(rows, { temperature: 0.7, topK: 20, topP: 0.95, seed: 1 });
+  const p = addon.NativeTensor.fromBytes(params, "u8", [params.length], "cuda");
+  add("sample (T 0.7, top-k 20, top-p 0.95)", `${rows}×${V}`, time(() => ops.sample(logits, p, picked)), 4 * rows * V, 1);
   const what = perSeq > 1 ? `${seqs} seqs × ${perSeq} tree tokens × ${context} ctx` : `${seqs} seqs × ${context} ctx`;
   add("attention + rope", what, attention(ops, T, cfg, seqs, perSeq, context, time), seqs * context * 2 * nkv * D * 2, L);
   ops.synchronize();
   return out;
+}
+
+/** SamplingParams rows (as the scheduler packs them) of `rows` requests sampling alike. */
+function samplingRows(rows: number, sampling: typeof GREEDY): Uint8Array {
+  return packSampling(Array.from({ length: rows }, (_, i) => new Sequence(i, 1, [0], 1, sampling, new Set())));
 }
 
 /** qkv_rope_store + attention over one layer's cache (a few MB: read from L2 when repeated, so optimistic). */
