@@ -247,9 +247,9 @@ export class Scheduler {
     while (current) {
       // Finished sequences keep their place in `running` until the run ends: count the live ones.
       const admissible = this.waiting.length > 0 && this.running.filter((s) => !s.done).length < this.options.maxRunning;
-      const next = admissible ? undefined : launch(current.entries
-        .filter(({ seq }) => !seq.done && seq.generated + 1 < seq.maxNewTokens)
-        .map(({ seq }): StepEntry => ({ seq, count: 1, samples: true, fedFrom: current!.entries.findIndex((e) => e.seq === seq) })));
+      // Row i of a decode step is its entry i's draw.
+      const next = admissible ? undefined : launch(current.entries.flatMap(({ seq }, i): StepEntry[] =>
+        !seq.done && seq.generated + 1 < seq.maxNewTokens ? [{ seq, count: 1, samples: true, fedFrom: i }] : []));
       let result: NativeStepResult;
       try {
         result = await current.result;
