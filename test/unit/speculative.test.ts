@@ -1,11 +1,12 @@
 /**
  * EAGLE-3 on the CPU reference path: the draft against an independent PyTorch implementation
  * (top-16 after the prompt, greedy chain), lossless greedy decoding for several tree shapes and
- * both checkpoint formats, and sampled output following the target's distribution.
+ * both checkpoint formats, also when rounds follow pipelined plain steps, and sampled output
+ * following the target's distribution.
  */
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Engine } from "../../lib/engine.js";
 import { PageAllocator } from "../../lib/batch/page-allocator.js";
 import { GREEDY, Sequence } from "../../lib/batch/sequence.js";
@@ -13,6 +14,8 @@ import { buildSpecPrefill, buildStep, packSampling } from "../../lib/batch/step-
 import { readTargetConfig } from "../../lib/model/config.js";
 import { openDraft } from "../../lib/model/draft.js";
 import { TargetModel } from "../../lib/model/target.js";
+import { type Choice, SpeculationPolicy } from "../../lib/spec/speculation-policy.js";
+import { TreePolicy } from "../../lib/spec/tree-policy.js";
 import { runCatchUp } from "../helpers/catch-up.js";
 import { FIXTURES, readGolden } from "../helpers/golden.js";
 
@@ -137,6 +140,37 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
     const tried = spec.stats().speculative!.choices!.filter((c) => c.samples > 0).map((c) => c.choice);
     expect(tried).toContain("plain");
     expect(tried.filter((c) => c.startsWith("tree")).length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("EAGLE-3 after pipelined plain steps", () => {
+  it("rounds that follow runs of pipelined plain steps (the draft catching up over their features) stream what plain decoding does", async () => {
+    const g = await readGolden("qwen3-tiny");
+    const prompts = [...g.prompts.map((p) => p.ids), [9, 8, 7, 6, 5]];
+    await using plain = await Engine.load({ model: target, device: "cpu", maxContext: 128, maxBatch: 4 });
+    const want = await Promise.all(prompts.map((ids) => plain.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
+    // The policy, scripted: plain steps preferred (prompts prefilled without the draft, plain runs
+    // pipelined), its choices alternating between seven plain steps and seven rounds.
+    const trees = new TreePolicy();
+    let calls = 0;
+    const choose = vi.spyOn(SpeculationPolicy.prototype, "choose").mockImplementation((batch): Choice =>
+      Math.floor(calls++ / 7) % 2 ? { kind: "tree", shape: trees.shapeFor(batch) } : { kind: "plain" });
+    const prefers = vi.spyOn(SpeculationPolicy.prototype, "prefersPlain").mockReturnValue(true);
+    const steps = vi.spyOn(TargetModel.prototype, "step");
+    try {
+      await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 128, maxBatch: 4 });
+      const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
+      expect(got.map((c) => c.tokens)).toEqual(want.map((c) => c.tokens));
+      const it = spec.stats().iterations;
+      expect(it.round!.count).toBeGreaterThan(3);
+      expect(it.catchUp!.count).toBeGreaterThan(3);
+      const fed = steps.mock.calls.filter(([step]) => step.feedback !== undefined).length;
+      expect(fed, "plain steps launched ahead, fed on the device").toBeGreaterThan(it.round!.count / 2);
+    } finally {
+      choose.mockRestore();
+      prefers.mockRestore();
+      steps.mockRestore();
+    }
   });
 });
 
