@@ -92,9 +92,15 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   for (int32_t slot : p.slots)
     E3_ARG(slot >= 0 && slot < spare_slot_, "prefill: no draft slot " + std::to_string(slot));
   E3_ARG(!p.stored_features || samplers == 0, "prefill: a draft catching up over stored features samples nothing");
-  if (!p.stored_features) target_->compute_step(target_->prepare(s), Executor::sampling_of(s));
-  std::vector<int32_t> sampled(static_cast<size_t>(samplers));
-  if (samplers) ops_.download({{target_->sampled(), sampled.data(), sampled.size() * 4}});
+  // The target's result read back once: its draws are also the draft's last next tokens.
+  StepResult out;
+  if (!p.stored_features) {
+    target_->compute_step(target_->prepare(s), Executor::sampling_of(s));
+    PendingStep done;
+    target_->read_back(s, done);
+    out = Executor::finish(done);
+  }
+  const std::vector<int32_t>& sampled = out.tokens;
   HostStep d = s;
   d.tokens = p.next_tokens;
   d.sampling.clear();
@@ -127,10 +133,7 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   ops_.gather_rows(feature_store_, in.layout.slots, feats);
   draft(in, feats, Tensor(), logits, states);
   store_slots(slots_t, logits, states, in.logit_rows);
-  if (p.stored_features) return StepResult();
-  PendingStep done;
-  target_->read_back(s, done);
-  return Executor::finish(done);
+  return out;
 }
 
 void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int32_t>& ids) {
