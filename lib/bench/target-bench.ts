@@ -95,23 +95,24 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
         }
     };
 
+    // A decode step's draws: each sequence's token is now cached and the draw follows it.
+    const decoded = (seqs: Sequence[], tokens: Int32Array) => seqs.forEach((s, i) => {
+      s.cached++;
+      s.tokens.push(tokens[i]);
+    });
     // Steps launched one ahead, on the tokens the step before draws (fed on the device): the mean
     // wall ms per step after the warm-up.
     const pipelined = async (seqs: Sequence[]) => {
-      const apply = (tokens: Int32Array) => seqs.forEach((s, i) => {
-        s.cached++;
-        s.tokens.push(tokens[i]);
-      });
       let inFlight = model.step(buildStep(seqs.map((seq) => ({ seq, count: 1, samples: true }))));
       let t0 = 0;
       for (let step = 0; step < WARMUP + o.decodeSteps; step++) {
         if (step === WARMUP) t0 = performance.now();
         const next = model.step(buildStep(seqs.map((seq, i) => ({ seq, count: 1, samples: true, fedFrom: i }))));
-        apply((await inFlight).tokens!);
+        decoded(seqs, (await inFlight).tokens!);
         inFlight = next;
       }
       const ms = (performance.now() - t0) / o.decodeSteps;
-      apply((await inFlight).tokens!);
+      decoded(seqs, (await inFlight).tokens!);
       return ms;
     };
 
@@ -123,10 +124,7 @@ export async function benchTarget(o: TargetBenchOptions): Promise<TargetBenchRes
       const wall: number[] = [], call: number[] = [], dev: number[] = [];
       for (let step = 0; step < o.decodeSteps; step++) {
         const res = await run(seqs.map((seq) => ({ seq, count: 1, samples: true })));
-        seqs.forEach((s, i) => {
-          s.cached++;
-          s.tokens.push(res.tokens![i]);
-        });
+        decoded(seqs, res.tokens!);
         if (step >= WARMUP) {
           wall.push(res.wallMs);
           call.push(res.callMs);
