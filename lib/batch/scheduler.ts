@@ -147,7 +147,8 @@ export class Scheduler {
       const t0 = performance.now();
       let steps = 1;
       try {
-        if (!this.options.tree) steps = prefilling.length ? (await this.plainStep(), 1) : await this.decodeAhead();
+        if (!this.options.tree && prefilling.length) await this.plainStep();
+        else if (!this.options.tree) steps = await this.decodeAhead();
         else if (prefilling.length) await (this.drafting() ? this.prefillStep() : this.plainStep());
         else steps = await this.decodeSpeculative();
       } catch (err) {
@@ -164,7 +165,7 @@ export class Scheduler {
     return !this.policy!.prefersPlain(this.running.length, this.running.some((s) => s.sampling.temperature > 0));
   }
 
-  private async plainStep(): Promise<NativeStepResult> {
+  private async plainStep(): Promise<void> {
     const entries = this.plan(this.running);
     const kind = entries.every((e) => e.count === 1) ? "decode" : "mixed";
     const result = await this.timed(kind, () => entries.reduce((n, e) => n + e.count, 0), async () => {
@@ -172,7 +173,6 @@ export class Scheduler {
       return [r, r.captured === true];
     });
     this.apply(entries, result);
-    return result;
   }
 
   /** Runs one iteration of `kind`; `body` returns its result and whether it recorded a graph. */
