@@ -138,6 +138,12 @@ export interface NativeRound {
   sampling: Uint8Array;
   /** Time each phase on the device, synchronising between phases (each replayed from a graph of its own where rounds have graphs). */
   profile?: boolean;
+  /**
+   * The same sequences as the previous call on this model, which was a round (it may still be
+   * running): their committed lengths and roots are where its acceptance leaves them on the
+   * device. `committed` then holds upper bounds, and `roots` is not read.
+   */
+  chained?: boolean;
 }
 
 export interface NativeRoundResult {
@@ -248,6 +254,10 @@ export interface NativeOps {
   treeAcceptSampled(tokens: NativeTensor, parent: NativeTensor, logits: NativeTensor, params: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor): void;
   treeCommit(tokens: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor, outTokens: NativeTensor, featureRows: NativeTensor, lastRows: NativeTensor): void;
   kvCompact(pool: NativeTensor, pageTable: NativeTensor, pageSize: number, committed: NativeTensor, path: NativeTensor, accepted: NativeTensor): void;
+  treeAdvance(committed: NativeTensor, accepted: NativeTensor, bonus: NativeTensor, nextCommitted: NativeTensor, nextRoots: NativeTensor): void;
+  stepLayout(committed: NativeTensor, pageTable: NativeTensor, pageSize: number, q: number, first: number, posBase: number, posStep: number,
+    positions: NativeTensor | null, kvLen: NativeTensor, slots: NativeTensor): void;
+  copy(src: NativeTensor, dst: NativeTensor): void;
   fillNormal(t: NativeTensor, seed: number, mean: number, std: number): void;
   synchronize(): void;
   timerStart(): void;

@@ -7,9 +7,9 @@
  * policy measured that faster (the draft then catches up before the next round). Where the policy
  * measured plain steps faster, prompts are prefilled in plain steps as well, without the draft.
  * KV pages for a request's whole length (and a round's scratch) are reserved when it is admitted,
- * so a running request never stalls. Runs of plain decode steps are pipelined: each step is
- * launched before the previous one's tokens are back (the device feeds them), so that the host's
- * work between steps overlaps the device's.
+ * so a running request never stalls. Runs of plain decode steps, and runs of rounds, are pipelined:
+ * each is launched before the previous one's tokens are back (the device feeds a step its tokens,
+ * and a round its committed lengths and roots), so that the host's work overlaps the device's.
  */
 import { Eagle3Error, ErrorCode } from "../errors.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../native.js";
@@ -20,6 +20,8 @@ import { type IterationKind, IterationTimes, type IterationTimesSnapshot } from 
 import { PageAllocator } from "./page-allocator.js";
 import { type SamplingOptions, Sequence } from "./sequence.js";
 import { type StepEntry, buildSpecPrefill, buildStep, packSampling } from "./step-plan.js";
+
+type TreeChoice = Extract<Choice, { kind: "tree" }>;
 
 export interface StepExecutor {
   step(step: NativeStep): Promise<NativeStepResult>;
@@ -212,15 +214,65 @@ export class Scheduler {
         },
       );
     }
-    // After plain steps the draft catches up first; its time counts against the round: it is the
-    // price of switching, and a tree that only wins without it does not pay. Wall time, as plain
-    // steps are measured: a round's host work is not hidden behind the device's.
-    const t0 = performance.now(), before = this.counters.generatedTokens;
+    // After plain steps the draft catches up first; its time counts against the first round: it is
+    // the price of switching, and a tree that only wins without it does not pay.
+    const t0 = performance.now();
     while (seqs.some((s) => s.drafted < s.cached)) await this.catchUp(seqs);
-    const unusual = await this.round(seqs, choice.shape);
-    // Rounds that profiled phases or recorded a graph are slower than their kind: not measured.
-    if (!unusual) this.policy!.record(seqs.length, sampled, choice, this.counters.generatedTokens - before, performance.now() - t0);
-    return 1;
+    return this.roundsAhead(seqs, choice, sampled, t0);
+  }
+
+  /**
+   * Rounds of `seqs`, each launched chained before the previous one's tokens are back, for as long
+   * as the policy chooses rounds for this batch, no waiting request could join and every sequence
+   * has room and tokens left after the round in flight. A round is measured (for the policy) as
+   * the time between two rounds' tokens, the first from `since`. The number of rounds run.
+   */
+  private async roundsAhead(seqs: Sequence[], first: TreeChoice, sampled: boolean, since: number): Promise<number> {
+    type Launched = { choice: TreeChoice; bounds: Int32Array; profiled: boolean; result: Promise<NativeRoundResult> };
+    const launch = (choice: TreeChoice, prev?: Launched): Launched => {
+      const { shape } = choice;
+      // A chained round's sequences hold at most the previous round's tokens more than it knew.
+      const bounds = prev ? prev.bounds.map((c) => c + prev.choice.shape.steps + 1) : Int32Array.from(seqs, (s) => s.cached);
+      const every = this.options.profileEvery ?? 0;
+      const profiled = every > 0 && (this.spec!.iterations + Number(prev !== undefined)) % every === 0;
+      const result = this.executor.speculativeRound(this.roundPlan(seqs, shape, bounds, profiled, prev !== undefined));
+      result.catch(() => {});  // awaited below; not an unhandled rejection meanwhile
+      return { choice, bounds, profiled, result };
+    };
+    const capacity = this.options.pageSize, room = this.scratch;
+    const chainable = (prev: Launched): boolean => {
+      const live = this.running.filter((s) => !s.done).length;
+      if (this.waiting.length > 0 && live < this.options.maxRunning) return false;
+      const grow = prev.choice.shape.steps + 1;
+      return seqs.every((s, i) => !s.done && s.generated + grow < s.maxNewTokens &&
+        prev.bounds[i] + grow + room <= s.pages.length * capacity);
+    };
+    let current: Launched | undefined = launch(first);
+    let last = since, rounds = 0;
+    while (current) {
+      let next: Launched | undefined;
+      if (chainable(current)) {
+        const choice = this.policy!.choose(seqs.length, sampled);
+        if (choice.kind === "tree") next = launch(choice, current);
+        else this.nextChoice = { choice, batch: seqs.length, sampled };
+      }
+      let r: NativeRoundResult;
+      try {
+        r = await current.result;
+      } catch (err) {
+        await next?.result.catch(() => {});
+        throw err;
+      }
+      const now = performance.now(), before = this.counters.generatedTokens;
+      this.applyRound(seqs, r, now - last, current.profiled);
+      // Rounds that profiled phases or recorded a graph are slower than their kind: not measured.
+      if (!current.profiled && r.captured !== true)
+        this.policy!.record(seqs.length, sampled, current.choice, this.counters.generatedTokens - before, now - last);
+      last = now;
+      rounds++;
+      current = next;
+    }
+    return rounds;
   }
 
   /**
@@ -315,43 +367,42 @@ export class Scheduler {
     for (const { seq } of entries) if (current.has(seq)) seq.drafted = seq.cached;
   }
 
-  /** One speculative round for the decoding sequences: whether it was profiled or captured a graph. */
-  private async round(seqs: Sequence[], shape: TreeShape): Promise<boolean> {
-    const every = this.options.profileEvery ?? 0;
-    const profile = every > 0 && this.spec!.iterations % every === 0;
+  /** The round of `seqs` with the tree `shape`, their committed lengths (or bounds, chained) given. */
+  private roundPlan(seqs: Sequence[], shape: TreeShape, committed: Int32Array, profile: boolean, chained: boolean): NativeRound {
     const maxPages = Math.max(...seqs.map((s) => s.pages.length));
     const pageTable = new Int32Array(seqs.length * maxPages);
     seqs.forEach((s, i) => pageTable.set(s.pages, i * maxPages));
-    const plan: NativeRound = {
+    return {
       ...shape,
       slots: Int32Array.from(seqs, (s) => s.slot),
-      committed: Int32Array.from(seqs, (s) => s.cached),
-      roots: Int32Array.from(seqs, (s) => s.tokens[s.cached]),
+      committed,
+      roots: chained ? new Int32Array(seqs.length) : Int32Array.from(seqs, (s) => s.tokens[s.cached]),
       pageTable,
       maxPages,
       sampling: packSampling(seqs),
       profile,
+      chained,
     };
-    const t0 = performance.now();
-    const r = await this.timed("round", (res) => res.counts.reduce((n, c) => n + c, 0), async () => {
-      const res = await this.executor.speculativeRound(plan);
-      return [res, res.captured === true];
-    });
-    const timing = { ...r, wallMs: performance.now() - t0, profiled: profile };
+  }
+
+  /** A round's tokens into its sequences (a finished one's are dropped), and its statistics. */
+  private applyRound(seqs: Sequence[], r: NativeRoundResult, wallMs: number, profiled: boolean): void {
+    const tokens = r.counts.reduce((n, c) => n + c, 0);
+    this.times.add("round", tokens, wallMs, r.captured === true);
+    const timing = { ...r, wallMs, profiled };
     this.spec!.time(timing);
     let at = 0;
     seqs.forEach((seq, i) => {
-      const tokens = Array.from(r.tokens.subarray(at, at + r.counts[i]));
+      const got = Array.from(r.tokens.subarray(at, at + r.counts[i]));
       at += r.counts[i];
       this.spec!.record(r.counts[i], r.drafted[i]);
       seq.speculative?.record(r.counts[i], r.drafted[i]);
       seq.speculative?.time(timing);
       if (seq.done) return;  // cancelled while the round ran
-      seq.cached += tokens.length;  // the root and the accepted drafts are now in the cache
+      seq.cached += got.length;  // the root and the accepted drafts are now in the cache
       seq.drafted = seq.cached;
-      this.emit(seq, tokens);
+      this.emit(seq, got);
     });
-    return profile || r.captured === true;
   }
 
   private admit(): void {

@@ -35,6 +35,8 @@ export class Sequence {
   /** The draft-state slot it holds while running (speculative decoding). */
   slot = -1;
   generated = 0;
+  /** Draw counters taken so far: each launched step or round that samples for it takes the next. */
+  private draws = 0;
   finishReason?: FinishReason;
   readonly events = new Channel<SequenceEvent>();
   readonly submittedAt = performance.now();
@@ -49,6 +51,11 @@ export class Sequence {
     readonly stopTokens: ReadonlySet<number>,
   ) {
     this.tokens = [...prompt];
+  }
+
+  /** The counter of the uniforms (seed, counter, lane) of the next launch that samples for it. */
+  takeDraw(): number {
+    return this.draws++;
   }
 
   get done(): boolean {

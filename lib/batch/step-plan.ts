@@ -52,7 +52,7 @@ export function buildStep(entries: readonly StepEntry[], opts: { wantLogits?: bo
   return {
     tokens, positions, qStart, kvLen, pageTable, maxPages,
     logitRows: Int32Array.from(rows),
-    sampling: packSampling(sampled, fed ? 1 : 0),
+    sampling: packSampling(sampled),
     feedback: fed ? Int32Array.from(entries, (e) => e.fedFrom!) : undefined,
     wantLogits: opts.wantLogits,
     wantHidden: opts.wantHidden,
@@ -82,10 +82,11 @@ export function buildSpecPrefill(entries: readonly StepEntry[], final: (e: StepE
 }
 
 /**
- * 32 bytes per row, matching e3::SamplingParams. The draw counter is the token's index (`ahead`
- * tokens past those generated so far: a step planned while the one before it still samples).
+ * 32 bytes per row, matching e3::SamplingParams, for a step or round about to be launched: each
+ * sequence's next draw counter is taken (Sequence.takeDraw), so that no two launches share uniforms,
+ * also when one is planned before the tokens of the one ahead of it are known.
  */
-export function packSampling(seqs: readonly Sequence[], ahead = 0): Uint8Array {
+export function packSampling(seqs: readonly Sequence[]): Uint8Array {
   const buf = new Uint8Array(seqs.length * SAMPLING_ROW_BYTES);
   const dv = new DataView(buf.buffer);
   seqs.forEach((s, r) => {
@@ -94,7 +95,7 @@ export function packSampling(seqs: readonly Sequence[], ahead = 0): Uint8Array {
     dv.setInt32(o + 4, s.sampling.topK, true);
     dv.setFloat32(o + 8, s.sampling.topP, true);
     dv.setBigUint64(o + 16, BigInt.asUintN(64, BigInt(s.sampling.seed)), true);
-    dv.setBigUint64(o + 24, BigInt(s.generated + ahead), true);
+    dv.setBigUint64(o + 24, BigInt(s.takeDraw()), true);
   });
   return buf;
 }

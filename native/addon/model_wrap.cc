@@ -1,7 +1,7 @@
 // JS class NativeQwenModel: a Qwen target (weights, KV cache, executor) on one device, with an
 // optional EAGLE-3 draft. Calls run on worker threads, one at a time and in the order they were
-// made (their turn, under the model's mutex); a step leaves its turn once launched and waits for
-// its tokens outside it, so that the next step can launch behind it. dispose() waits for the
+// made (their turn, under the model's mutex); a step or round leaves its turn once launched and
+// waits for its tokens outside it, so that the next one can launch behind it. dispose() waits for the
 // call whose turn it is.
 #include <chrono>
 #include <condition_variable>
@@ -217,7 +217,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Round(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
       auto r = std::make_shared<e3::HostSpecRound>(parse_spec_round(arg_object(info[0], "round")));
-      auto work = in_turn<e3::SpecRoundResult>([r](ModelState& s) { return spec_of(s).round(*r); });
+      Work<e3::SpecRoundResult> work = [r](ModelState& s) {
+        std::shared_ptr<e3::PendingRound> p = spec_of(s).launch_round(*r);
+        return std::function<e3::SpecRoundResult()>([p] { return e3::SpecRunner::finish_round(*p); });
+      };
       return queue<e3::SpecRoundResult>(info.Env(), state_, timed<e3::SpecRoundResult>(work),
                                         [](Napi::Env env, const e3::SpecRoundResult& x) { return Napi::Value(round_result(env, x)); });
     });

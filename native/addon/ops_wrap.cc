@@ -97,6 +97,9 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::TreeAcceptSampled>("treeAcceptSampled"),
         InstanceMethod<&OpsWrap::TreeCommit>("treeCommit"),
         InstanceMethod<&OpsWrap::KvCompact>("kvCompact"),
+        InstanceMethod<&OpsWrap::TreeAdvance>("treeAdvance"),
+        InstanceMethod<&OpsWrap::StepLayout>("stepLayout"),
+        InstanceMethod<&OpsWrap::Copy>("copy"),
         InstanceMethod<&OpsWrap::Argmax>("argmax"),
         InstanceMethod<&OpsWrap::FillNormal>("fillNormal"),
         InstanceMethod<&OpsWrap::Synchronize>("synchronize"),
@@ -219,6 +222,24 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
       o.kv_compact(T(i, 0, "pool"), T(i, 1, "pageTable"), int(F(i, 2)), T(i, 3, "committed"), T(i, 4, "path"),
                    T(i, 5, "accepted"));
     });
+  }
+  // treeAdvance(committed, accepted, bonus, nextCommitted, nextRoots)
+  Napi::Value TreeAdvance(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.tree_advance(T(i, 0, "committed"), T(i, 1, "accepted"), T(i, 2, "bonus"), T(i, 3, "nextCommitted"),
+                     T(i, 4, "nextRoots"));
+    });
+  }
+  // stepLayout(committed, pageTable, pageSize, q, first, posBase, posStep, positions | null, kvLen, slots)
+  Napi::Value StepLayout(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.step_layout(T(i, 0, "committed"), T(i, 1, "pageTable"), int(F(i, 2)), int(F(i, 3)), int(F(i, 4)), int(F(i, 5)),
+                    int(F(i, 6)), opt_or_none(i[7], "positions"), T(i, 8, "kvLen"), T(i, 9, "slots"));
+    });
+  }
+  // copy(src, dst)
+  Napi::Value Copy(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.copy(T(i, 0, "src"), T(i, 1, "dst")); });
   }
   // fillNormal(t, seed, mean, std)
   Napi::Value FillNormal(const Napi::CallbackInfo& i) {

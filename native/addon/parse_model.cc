@@ -169,6 +169,7 @@ e3::HostSpecRound parse_spec_round(const Napi::Object& o) {
   r.page_table = typed_vector<int32_t, napi_int32_array>(o, "pageTable", true);
   r.max_pages = int(get_int(o, "maxPages", 0, true));
   r.profile = get_bool(o, "profile", false);
+  r.chained = get_bool(o, "chained", false);
   std::vector<uint8_t> raw = typed_vector<uint8_t, napi_uint8_array>(o, "sampling", true);
   E3_ARG(raw.size() == r.slots.size() * sizeof(e3::SamplingParams), "sampling must hold 32 bytes per sequence");
   r.sampling.resize(r.slots.size());

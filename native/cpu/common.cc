@@ -33,8 +33,18 @@ std::unique_ptr<Ops::PendingRead> CpuOps::download_async(const std::vector<HostR
   return std::make_unique<DoneRead>();
 }
 
-void CpuOps::timer_start() { start_ms_ = now_ms(); }
-double CpuOps::timer_stop_ms() { return now_ms() - start_ms_; }
+namespace {
+
+// The CPU backend's work is done when its call returns: device time is host time.
+struct HostTimer final : Ops::DeviceTimer {
+  double start = now_ms(), end = -1;
+  void stop() override { end = now_ms(); }
+  double ms() override { return (end < 0 ? now_ms() : end) - start; }
+};
+
+}  // namespace
+
+std::unique_ptr<Ops::DeviceTimer> CpuOps::start_timer() { return std::make_unique<HostTimer>(); }
 
 void expect_cpu(const Tensor& t, const char* what) {
   E3_ARG(t.device() == Device::CPU, std::string(what) + ": the CPU backend needs host tensors, got " + t.describe());

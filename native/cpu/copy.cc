@@ -38,4 +38,9 @@ void CpuOps::copy_columns(const Tensor& src, const Tensor& dst, int64_t col) {
     std::memcpy(dst.ptr<char>() + (r * D + col) * es, src.ptr<char>() + r * C * es, size_t(C) * es);
 }
 
+void CpuOps::copy(const Tensor& src, const Tensor& dst) {
+  check_copy(Device::CPU, src, dst);
+  std::memcpy(dst.data(), src.data(), src.nbytes());
+}
+
 }  // namespace e3

@@ -22,6 +22,7 @@ class CpuOps final : public Ops {
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
   void tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
                    const Tensor& mask, const Tensor& parent_rows) override;
   void tree_build(const TreeState& t, const Tensor& roots, const Tensor& committed, const Tensor& tokens,
@@ -34,6 +35,10 @@ class CpuOps final : public Ops {
                    const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) override;
   void kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,
                   const Tensor& path, const Tensor& accepted) override;
+  void tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus, const Tensor& next_committed,
+                    const Tensor& next_roots) override;
+  void step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first, int pos_base,
+                   int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) override;
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
   void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
@@ -41,11 +46,7 @@ class CpuOps final : public Ops {
   void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) override;
   void upload(const Tensor& dst, const void* src, size_t bytes) override { copy_from_host(dst, 0, src, bytes); }
   std::unique_ptr<PendingRead> download_async(const std::vector<HostRead>& reads) override;
-  void timer_start() override;
-  double timer_stop_ms() override;
-
- private:
-  double start_ms_ = 0;
+  std::unique_ptr<DeviceTimer> start_timer() override;
 };
 
 // Reads element i of a float tensor of any float dtype as f32.

@@ -187,4 +187,30 @@ void CpuOps::kv_compact(const Tensor& pool, const Tensor& page_table, int page_s
   }
 }
 
+void CpuOps::tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus,
+                          const Tensor& next_committed, const Tensor& next_roots) {
+  int64_t B = check_tree_advance(Device::CPU, committed, accepted, bonus, next_committed, next_roots);
+  for (int64_t b = 0; b < B; ++b) {
+    next_committed.ptr<int32_t>()[b] = committed.ptr<int32_t>()[b] + accepted.ptr<int32_t>()[b] + 1;
+    next_roots.ptr<int32_t>()[b] = bonus.ptr<int32_t>()[b];
+  }
+}
+
+void CpuOps::step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first,
+                         int pos_base, int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) {
+  int64_t B = check_step_layout(Device::CPU, committed, page_table, page_size, q, positions, kv_len, slots);
+  int64_t P = page_table.dim(1);
+  for (int64_t b = 0; b < B; ++b) {
+    int L = committed.ptr<int32_t>()[b];
+    kv_len.ptr<int32_t>()[b] = L + first + q;
+    for (int j = 0; j < q; ++j) {
+      int ctx = L + first + j;
+      E3_ARG(ctx >= 0 && ctx / page_size < P, "step_layout: context " + std::to_string(ctx) + " of sequence " +
+                                                  std::to_string(b) + " past its " + std::to_string(P) + " pages");
+      slots.ptr<int32_t>()[b * q + j] = page_table.ptr<int32_t>()[b * P + ctx / page_size] * page_size + ctx % page_size;
+      if (positions.defined()) positions.ptr<int32_t>()[b * q + j] = L + pos_base + j * pos_step;
+    }
+  }
+}
+
 }  // namespace e3

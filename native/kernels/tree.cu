@@ -268,6 +268,44 @@ cudaError_t tree_commit(int batch, int n, int steps, const int32_t* tokens, cons
                 bonus, out_tokens, feature_rows, last_rows);
 }
 
+__global__ void tree_advance_kernel(int batch, const int32_t* committed, const int32_t* accepted, const int32_t* bonus,
+                                    int32_t* next_committed, int32_t* next_roots) {
+  pdl_begin();
+  int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  next_committed[b] = committed[b] + accepted[b] + 1;
+  next_roots[b] = bonus[b];
+}
+
+cudaError_t tree_advance(int batch, const int32_t* committed, const int32_t* accepted, const int32_t* bonus,
+                         int32_t* next_committed, int32_t* next_roots, cudaStream_t s) {
+  return launch(tree_advance_kernel, dim3((batch + 127) / 128), dim3(128), 0, s, batch, committed, accepted, bonus,
+                next_committed, next_roots);
+}
+
+// Thread per (sequence, new token); token 0 also writes the sequence's context length.
+__global__ void step_layout_kernel(int batch, const int32_t* committed, const int32_t* page_table, int pages,
+                                   int page_size, int q, int first, int pos_base, int pos_step, int32_t* positions,
+                                   int32_t* kv_len, int32_t* slots) {
+  pdl_begin();
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= batch * q) return;
+  const int b = i / q, j = i % q, L = committed[b], ctx = L + first + j;
+  if (j == 0) kv_len[b] = L + first + q;
+  // The host checked the pages against its bound of L; a context past them (a bound broken) stays
+  // within the sequence's own last page rather than writing outside the table.
+  const int page = min(ctx / page_size, pages - 1);
+  slots[i] = page_table[int64_t(b) * pages + page] * page_size + ctx % page_size;
+  if (positions) positions[i] = L + pos_base + j * pos_step;
+}
+
+cudaError_t step_layout(int batch, const int32_t* committed, const int32_t* page_table, int pages, int page_size, int q,
+                        int first, int pos_base, int pos_step, int32_t* positions, int32_t* kv_len, int32_t* slots,
+                        cudaStream_t s) {
+  return launch(step_layout_kernel, dim3((batch * q + 127) / 128), dim3(128), 0, s, batch, committed, page_table, pages,
+                page_size, q, first, pos_base, pos_step, positions, kv_len, slots);
+}
+
 cudaError_t kv_compact(void* pool, int planes, int64_t slots, int64_t row_bytes, const int32_t* page_table, int pages,
                        int page_size, int batch, int steps, const int32_t* committed, const int32_t* path,
                        const int32_t* accepted, cudaStream_t s) {

@@ -30,6 +30,11 @@ cudaError_t tree_accept_sampled(int batch, int n, int steps, const int32_t* toke
 cudaError_t tree_commit(int batch, int n, int steps, const int32_t* tokens, const int32_t* path, const int32_t* accepted,
                         const int32_t* bonus, int32_t* out_tokens, int32_t* feature_rows, int32_t* last_rows,
                         cudaStream_t s);
+cudaError_t tree_advance(int batch, const int32_t* committed, const int32_t* accepted, const int32_t* bonus,
+                         int32_t* next_committed, int32_t* next_roots, cudaStream_t s);
+cudaError_t step_layout(int batch, const int32_t* committed, const int32_t* page_table, int pages, int page_size, int q,
+                        int first, int pos_base, int pos_step, int32_t* positions, int32_t* kv_len, int32_t* slots,
+                        cudaStream_t s);
 // planes = 2 · layers of `slots` rows of row_bytes (a multiple of 16) each.
 cudaError_t kv_compact(void* pool, int planes, int64_t slots, int64_t row_bytes, const int32_t* page_table, int pages,
                        int page_size, int batch, int steps, const int32_t* committed, const int32_t* path,

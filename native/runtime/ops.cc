@@ -6,6 +6,20 @@
 
 namespace e3 {
 
+double Ops::timer_stop_ms() {
+  E3_ARG(timer_, "the device timer was stopped without being started");
+  std::unique_ptr<DeviceTimer> t = std::move(timer_);
+  t->stop();
+  return t->ms();
+}
+
+void check_copy(Device device, const Tensor& src, const Tensor& dst) {
+  E3_ARG(src.defined() && dst.defined() && src.device() == device && dst.device() == device &&
+             src.dtype() == dst.dtype() && src.numel() == dst.numel(),
+         "copy: " + (src.defined() ? src.describe() : std::string("nothing")) + " into " +
+             (dst.defined() ? dst.describe() : std::string("nothing")));
+}
+
 void check_capture(const ResidualCapture& c, int64_t rows, int64_t n, Device device, DType act) {
   if (c.cols.empty()) return;
   E3_ARG(c.cols.size() <= 3, "add_rmsnorm captures into at most 3 column offsets, got " + std::to_string(c.cols.size()));

@@ -56,6 +56,9 @@ struct ResidualCapture {
   std::vector<int64_t> cols;  // column offsets into dst; empty: nothing is captured
 };
 
+// Throws unless copy(src, dst) is valid on `device`.
+void check_copy(Device device, const Tensor& src, const Tensor& dst);
+
 // Throws unless `c` can capture `rows` residual rows of n elements on `device` in `act` dtype.
 void check_capture(const ResidualCapture& c, int64_t rows, int64_t n, Device device, DType act);
 
@@ -128,6 +131,20 @@ class Ops {
   // moves to committed + k for k = 1..accepted (in order: a path only moves entries down).
   virtual void kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,
                           const Tensor& path, const Tensor& accepted) = 0;
+  // The next round's inputs where this one's accepted paths leave them: next_committed[b] =
+  // committed[b] + accepted[b] + 1 (the root and the accepted nodes are now cached), next_roots[b] =
+  // bonus[b]. All i32 [B].
+  virtual void tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus,
+                            const Tensor& next_committed, const Tensor& next_roots) = 0;
+  // The cache layout of a step of q new tokens per sequence at contexts [L + first, L + first + q),
+  // L = committed[b] (i32 [B]) read on the device: kv_len[b] = L + first + q, slots[b·q + j] the
+  // cache slot of context L + first + j under page_table [B, pages], and (when defined)
+  // positions[b·q + j] = L + pos_base + j · pos_step.
+  virtual void step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first,
+                           int pos_base, int pos_step, const Tensor& positions, const Tensor& kv_len,
+                           const Tensor& slots) = 0;
+  // dst = src (same dtype and element count), ordered with the backend's other work.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
   // dst[:, col : col + src.cols] = src (same rows; dst may be wider)
   virtual void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) = 0;
   // Host bytes into a device tensor, ordered with the backend's other work.
@@ -152,15 +169,27 @@ class Ops {
   virtual int capture(const std::function<void()>& body) { return -1; }
   virtual void replay(int graph) {}
 
-  // Device time between the two calls, in ms (events on CUDA, a host clock on the CPU).
-  virtual void timer_start() = 0;
-  virtual double timer_stop_ms() = 0;
+  // Device time of the work issued between start_timer() and stop(), in ms (events on CUDA, a host
+  // clock on the CPU); ms() waits for that work, so later work may be issued before asking.
+  class DeviceTimer {
+   public:
+    virtual ~DeviceTimer() = default;
+    virtual void stop() = 0;
+    virtual double ms() = 0;
+  };
+  virtual std::unique_ptr<DeviceTimer> start_timer() = 0;
+  // The same, waiting at once: device time between the two calls.
+  void timer_start() { timer_ = start_timer(); }
+  double timer_stop_ms();
   // t[i] = mean + std · N(0,1) from (seed, i): random weights of real shapes, same on every backend.
   virtual void fill_normal(const Tensor& t, uint64_t seed, float mean, float std) = 0;
   // tokens[r] = argmax of logits[r] (f32 [R, V]), lowest index on ties: greedy rows, many blocks per row.
   virtual void argmax(const Tensor& logits, const Tensor& tokens) = 0;
   // tokens[r] drawn from logits[r] (f32 [R, V]) under params[r] (raw SamplingParams bytes, u8).
   virtual void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) = 0;
+
+ private:
+  std::unique_ptr<DeviceTimer> timer_;
 };
 
 // A backend instance of its own (CUDA: its own stream); throws ERR_NO_CUDA_DEVICE where none is usable.

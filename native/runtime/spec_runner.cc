@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 
 #include "runtime/error.h"
 
@@ -43,6 +44,9 @@ SpecRunner::SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftW
   topk_ids_ = Tensor::empty(dev, DType::I32, {int64_t(max_tokens) * kMaxTopk});
   feature_store_ = Tensor::empty(dev, act, {int64_t(target_->kv().num_pages) * target_->kv().page_size, 3 * int64_t(cfg.target_hidden)});
   target_->keep_features(feature_store_);
+  const int max_batch = std::max(slots, Executor::batch_bucket(slots));
+  next_committed_ = Tensor::empty(dev, DType::I32, {max_batch});
+  next_roots_ = Tensor::empty(dev, DType::I32, {max_batch});
 }
 
 void SpecRunner::draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
@@ -92,6 +96,8 @@ StepResult SpecRunner::prefill(const HostSpecPrefill& p) {
   for (int32_t slot : p.slots)
     E3_ARG(slot >= 0 && slot < spare_slot_, "prefill: no draft slot " + std::to_string(slot));
   E3_ARG(!p.stored_features || samplers == 0, "prefill: a draft catching up over stored features samples nothing");
+  target_->begin_external();
+  chain_valid_ = false;
   // The target's result read back once: its draws are also the draft's last next tokens.
   StepResult out;
   if (!p.stored_features) {
@@ -147,16 +153,19 @@ void SpecRunner::candidates(int slot, std::vector<float>& probs, std::vector<int
 void SpecRunner::check_round(const HostSpecRound& r) const {
   check_tree_shape(r.shape);
   const int B = int(r.slots.size()), K = r.shape.topk;
-  E3_ARG(B >= 1 && r.committed.size() == size_t(B) && r.roots.size() == size_t(B) && r.sampling.size() == size_t(B) &&
+  E3_ARG(B >= 1 && B <= spare_slot_ && r.committed.size() == size_t(B) && r.roots.size() == size_t(B) && r.sampling.size() == size_t(B) &&
              r.max_pages >= 1 && r.page_table.size() == size_t(B) * r.max_pages,
-         "round: slots, committed, roots, sampling need one entry per sequence and pageTable B × maxPages");
+         "round: 1.." + std::to_string(spare_slot_) + " sequences (the draft slots), with one entry each in slots, committed, roots and sampling and pageTable B × maxPages");
   E3_ARG(K <= kMaxTopk && K <= draft_.config().draft_vocab, "round: topk above what the draft keeps");
   E3_ARG(fits(B, r.shape), "round: the batch's tree is larger than the step buffers");
+  E3_ARG(!r.chained || (chain_valid_ && r.slots == chain_slots_ && target_->uses() == chain_uses_),
+         "round: chained, but the previous call on this model was not a round of the same sequences");
   const int page = draft_kv_.page_size, cap = r.max_pages * page, scratch = tree_scratch(r.shape);
   for (int b = 0; b < B; ++b) {
     std::string seq = "round: sequence " + std::to_string(b);
     E3_ARG(r.slots[size_t(b)] >= 0 && r.slots[size_t(b)] < spare_slot_, seq + " has no draft slot " + std::to_string(r.slots[size_t(b)]));
-    E3_ARG(r.roots[size_t(b)] >= 0 && r.roots[size_t(b)] < target_->config().vocab, seq + ": root token outside the vocabulary");
+    E3_ARG(r.chained || (r.roots[size_t(b)] >= 0 && r.roots[size_t(b)] < target_->config().vocab),
+           seq + ": root token outside the vocabulary");
     int L = r.committed[size_t(b)];
     E3_ARG(L >= 1 && L + scratch <= cap, seq + " has no room for its tree in its pages");
     for (int p = 0; p < (L + scratch + page - 1) / page; ++p) {
@@ -177,6 +186,36 @@ std::unique_ptr<SpecRunner::Round> SpecRunner::make_round(int B, const TreeShape
   auto rb = std::make_unique<Round>();
   const int K = s.topk, S = s.steps, N = s.draft_tokens, C = tree_candidates(S, K);
   Device dev = ops_.device();
+  // A step of q new tokens per sequence: its device-written inputs, and the constant parts queued.
+  auto step = [&](StepTensors& io, int q, bool masked, bool all_rows) {
+    const int64_t T = int64_t(B) * q;
+    std::vector<int32_t> q_start, token_seq, rows;
+    for (int b = 0; b <= B; ++b) q_start.push_back(b * q);
+    for (int64_t t = 0; t < T; ++t) token_seq.push_back(int32_t(t / q));
+    io.tokens = Tensor::empty(dev, DType::I32, {T});
+    io.positions = Tensor::empty(dev, DType::I32, {T});
+    AttentionLayout& L = io.layout;
+    L.num_seqs = B;
+    L.num_tokens = int(T);
+    L.page_size = draft_kv_.page_size;
+    L.max_q_len = q;
+    L.kv_len = Tensor::empty(dev, DType::I32, {B});
+    L.slots = Tensor::empty(dev, DType::I32, {T});
+    if (masked) L.tree_mask = Tensor::empty(dev, DType::I64, {T});
+    rb->constants.add(q_start, &L.q_start);
+    rb->constants.add(token_seq, &L.token_seq);
+    if (all_rows) {
+      for (int64_t t = 0; t < T; ++t) rows.push_back(int32_t(t));
+      rb->constants.add(rows, &io.logit_rows);
+    } else {
+      io.logit_rows = Tensor::empty(dev, DType::I32, {B});  // written by tree_commit
+    }
+  };
+  rb->drafts.resize(size_t(S - 1));
+  for (StepTensors& d : rb->drafts) step(d, K, true, true);
+  step(rb->verify, N, true, true);
+  step(rb->extend, S + 1, false, false);
+  rb->constants.upload(ops_);
   rb->tree.steps = S;
   rb->tree.topk = K;
   rb->tree.score = Tensor::empty(dev, DType::F32, {B, C});
@@ -190,13 +229,12 @@ std::unique_ptr<SpecRunner::Round> SpecRunner::make_round(int B, const TreeShape
   rb->path = Tensor::empty(dev, DType::I32, {B, S});
   rb->accepted = Tensor::empty(dev, DType::I32, {B});
   rb->bonus = Tensor::empty(dev, DType::I32, {B});
-  rb->drafts.resize(size_t(S - 1));
   return rb;
 }
 
-// Host-known parts of every step of the round; tokens, masks, verify positions and the extend's
-// logit rows are placeholders the device overwrites. Sequences past r's are padding: the spare
-// slot, the scratch page, context 1.
+// The round's per-sequence inputs, padded to Bp sequences: the spare slot, the scratch page,
+// context 1. A chained round's live committed lengths and roots are then overwritten with what the
+// last round left (the upload and the copies are ordered on the device).
 void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int max_kv) {
   const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
   std::vector<int32_t> slots(r.slots), committed(r.committed), roots(r.roots), slot_rows;
@@ -207,37 +245,6 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
   for (int b = 0; b < B; ++b)
     std::copy_n(r.page_table.begin() + size_t(b) * r.max_pages, std::min(r.max_pages, width), pages.begin() + size_t(b) * width);
   for (int b = 0; b < Bp; ++b) slot_rows.insert(slot_rows.end(), size_t(K), slots[size_t(b)]);
-  // Steps of q tokens per sequence at contexts [L + first, L + first + q); mask(j) = 0: causal.
-  auto step = [&](int q, int first, auto&& position, auto&& mask) {
-    HostStep s;
-    s.max_pages = width;
-    s.page_table = pages;
-    s.q_start.push_back(0);
-    for (int b = 0; b < Bp; ++b) {
-      int L = committed[size_t(b)];
-      s.q_start.push_back(s.q_start.back() + q);
-      s.kv_len.push_back(L + first + q);
-      for (int j = 0; j < q; ++j) {
-        s.tokens.push_back(0);
-        s.positions.push_back(position(L, j));
-        int64_t m = mask(j);
-        if (m) s.tree_mask.push_back(m);
-        s.logit_rows.push_back(int32_t(s.tokens.size()) - 1);
-      }
-    }
-    return s;
-  };
-  // Every step shares one page table, and the draft steps' mask base is the committed length.
-  for (int i = 1; i < S; ++i) {
-    HostStep d = step(K, (i - 1) * K, [&](int L, int) { return L - 1 + i; },
-                      [&](int j) { return int64_t(1) << ((i - 1) * K + j); });
-    rb.inputs.add_step(d, draft_kv_.page_size, rb.drafts[size_t(i - 1)], max_kv, false);
-  }
-  HostStep v = step(N, 0, [](int L, int) { return L; }, [](int j) { return int64_t(1) << j; });
-  rb.inputs.add_step(v, draft_kv_.page_size, rb.verify, max_kv, false);
-  HostStep e = step(S + 1, 0, [](int L, int k) { return L + k; }, [](int) { return int64_t(0); });
-  e.logit_rows.assign(size_t(Bp), 0);
-  rb.inputs.add_step(e, draft_kv_.page_size, rb.extend, max_kv, false);
   rb.inputs.add(pages.data(), pages.size() * 4, DType::I32, {Bp, width}, &rb.page_table);
   rb.inputs.add(slots, &rb.slots);
   rb.inputs.add(slot_rows, &rb.slot_rows);
@@ -248,14 +255,40 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
   rb.inputs.add(sampling.data(), sampling.size() * sizeof(SamplingParams), DType::U8,
                 {int64_t(sampling.size() * sizeof(SamplingParams))}, &rb.sampling);
   rb.inputs.upload(ops_);
-  for (StepTensors& d : rb.drafts) {
-    d.layout.page_table = rb.page_table;
-    d.layout.tree_base = rb.committed;
+  if (r.chained) {
+    ops_.copy(next_committed_.rows(0, B), rb.committed.rows(0, B));
+    ops_.copy(next_roots_.rows(0, B), rb.roots.rows(0, B));
   }
-  rb.verify.layout.page_table = rb.extend.layout.page_table = rb.page_table;
+  // Host-side bounds of each step (launch configuration): the graph's context bucket, or r's own.
+  const int max_l = *std::max_element(r.committed.begin(), r.committed.end());
+  auto bind = [&](StepTensors& io, int first, int q) {
+    io.layout.page_table = rb.page_table;
+    io.layout.max_pages = width;
+    io.layout.max_kv_len = max_kv >= 0 ? max_kv : max_l + first + q;
+  };
+  for (int i = 1; i < S; ++i) {
+    bind(rb.drafts[size_t(i - 1)], (i - 1) * K, K);
+    rb.drafts[size_t(i - 1)].layout.tree_base = rb.committed;
+  }
+  bind(rb.verify, 0, N);
+  bind(rb.extend, 0, S + 1);
+}
+
+// Every step's positions, context lengths and cache slots from the committed lengths (the verify
+// step's positions come from tree_build).
+void SpecRunner::layouts(Round& rb) {
+  const int K = rb.tree.topk, S = rb.tree.steps, page = draft_kv_.page_size;
+  auto layout = [&](StepTensors& io, int q, int first, int pos_base, int pos_step, bool positions) {
+    ops_.step_layout(rb.committed, rb.page_table, page, q, first, pos_base, pos_step,
+                     positions ? io.positions : Tensor(), io.layout.kv_len, io.layout.slots);
+  };
+  for (int i = 1; i < S; ++i) layout(rb.drafts[size_t(i - 1)], K, (i - 1) * K, i - 1, 0, true);
+  layout(rb.verify, int(rb.verify.tokens.numel() / rb.committed.numel()), 0, 0, 0, false);
+  layout(rb.extend, S + 1, 0, 0, 1, true);
 }
 
 void SpecRunner::draft_tree(Round& rb) {
+  layouts(rb);
   const int64_t B = rb.committed.numel();
   const int K = rb.tree.topk, S = rb.tree.steps;
   const Tensor& map = draft_.weights().vocab_map;
@@ -304,6 +337,7 @@ void SpecRunner::commit(Round& rb) {
   Tensor logits = logits_.rows(0, B), states = states_.rows(0, B * (S + 1));
   draft(rb.extend, feats, Tensor(), logits, states);
   store_slots(rb.slots, logits, states, rb.extend.logit_rows);
+  ops_.tree_advance(rb.committed, rb.accepted, rb.bonus, next_committed_.rows(0, B), next_roots_.rows(0, B));
 }
 
 void SpecRunner::phase(Round& rb, int i, bool sampled) {
@@ -323,14 +357,18 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
+std::unique_ptr<PendingRound> SpecRunner::launch_round(const HostSpecRound& r) {
   auto t0 = std::chrono::steady_clock::now();
   check_round(r);
+  target_->begin_external();
   const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
   bool sampled = std::any_of(r.sampling.begin(), r.sampling.end(), [](const SamplingParams& p) { return p.temperature > 0; });
-  SpecRoundResult res;
+  auto p = std::make_unique<PendingRound>();
+  p->steps = S;
+  p->nodes = N;
+  SpecRoundResult& res = p->res;
   double* phase_ms[3] = {&res.draft_ms, &res.verify_ms, &res.accept_ms};
-  // Phase by phase, each timed on the device: replayed from the phase graphs where given, else eager.
+  // Phase by phase, each timed on the device (waiting): replayed from the phase graphs where given, else eager.
   auto profiled = [&](Round& rb, const int* graphs) {
     for (int i = 0; i < 3; ++i) {
       ops_.timer_start();
@@ -340,6 +378,12 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
     }
     res.device_ms = res.draft_ms + res.verify_ms + res.accept_ms;
   };
+  // The whole round, timed without waiting.
+  auto timed = [&](const std::function<void()>& body) {
+    p->timer = ops_.start_timer();
+    body();
+    p->timer->stop();
+  };
   // Rounds replay a graph per (batch bucket, shape, context bucket, page-table width, sampling).
   int Bp = Executor::batch_bucket(B);
   int max_l = *std::max_element(r.committed.begin(), r.committed.end());
@@ -347,10 +391,12 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
   // cost tens of rounds, and the speculation policy tries shapes only now and then.
   int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 1024), page = draft_kv_.page_size;
   int width = Executor::round_up_pow2(std::max(r.max_pages, (kb + page - 1) / page), 1);
+  Round* rb = nullptr;
   if (target_->graphs() && Bp > 0 && fits(Bp, r.shape)) {
     RoundKey key{Bp, S, K, N, kb, width, sampled};
-    std::unique_ptr<Round>& rb = graphs_[key];
-    if (!rb) rb = make_round(Bp, r.shape);
+    std::unique_ptr<Round>& slot = graphs_[key];
+    if (!slot) slot = make_round(Bp, r.shape);
+    rb = slot.get();
     stage(*rb, r, Bp, width, kb);
     res.stage_ms = ms_since(t0);
     // A key's first round (or first profiled round) runs eagerly, sizing workspaces, then is recorded.
@@ -362,55 +408,60 @@ SpecRoundResult SpecRunner::round(const HostSpecRound& r) {
         res.captured = true;
       }
     } else {
-      ops_.timer_start();
       auto body = [&] {
         for (int i = 0; i < 3; ++i) phase(*rb, i, sampled);
       };
       if (rb->graph >= 0) {
-        ops_.replay(rb->graph);
+        timed([&] { ops_.replay(rb->graph); });
       } else {
-        body();
+        timed(body);
         rb->graph = ops_.capture(body);
         res.captured = true;
       }
-      res.device_ms = ops_.timer_stop_ms();
     }
-    finish(*rb, r, res);
-    return res;
-  }
-  if (!eager_ || eager_->committed.numel() != B || eager_->tree.steps != S || eager_->tree.topk != K ||
-      eager_->tree_parent.numel() != int64_t(B) * N)
-    eager_ = make_round(B, r.shape);
-  Round& rb = *eager_;
-  stage(rb, r, B, r.max_pages, -1);
-  res.stage_ms = ms_since(t0);
-  if (r.profile) {
-    profiled(rb, nullptr);
   } else {
-    ops_.timer_start();
-    for (int i = 0; i < 3; ++i) phase(rb, i, sampled);
-    res.device_ms = ops_.timer_stop_ms();
+    if (!eager_ || eager_->committed.numel() != B || eager_->tree.steps != S || eager_->tree.topk != K ||
+        eager_->tree_parent.numel() != int64_t(B) * N)
+      eager_ = make_round(B, r.shape);
+    rb = eager_.get();
+    stage(*rb, r, B, r.max_pages, -1);
+    res.stage_ms = ms_since(t0);
+    if (r.profile) profiled(*rb, nullptr);
+    else timed([&] {
+        for (int i = 0; i < 3; ++i) phase(*rb, i, sampled);
+      });
   }
-  finish(rb, r, res);
-  return res;
+  read_back(*rb, B, *p);
+  chain_slots_ = r.slots;
+  chain_uses_ = target_->uses();
+  chain_valid_ = true;
+  return p;
 }
 
-void SpecRunner::finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res) {
+void SpecRunner::read_back(Round& rb, int B, PendingRound& p) {
+  p.out.resize(size_t(B) * (p.steps + 1));
+  p.accepted.resize(size_t(B));
+  p.res.trees.resize(size_t(B) * p.nodes);
+  p.read = ops_.download_async({{rb.extend.tokens, p.out.data(), p.out.size() * 4},
+                                {rb.accepted, p.accepted.data(), p.accepted.size() * 4},
+                                {rb.verify.tokens, p.res.trees.data(), p.res.trees.size() * 4}});
+}
+
+SpecRoundResult SpecRunner::finish_round(PendingRound& p) {
   auto t0 = std::chrono::steady_clock::now();
-  const int B = int(r.slots.size()), S = r.shape.steps, N = r.shape.draft_tokens;
-  std::vector<int32_t> out(static_cast<size_t>(B) * (S + 1)), accepted(static_cast<size_t>(B));
-  res.trees.resize(size_t(B) * N);
-  ops_.download({{rb.extend.tokens, out.data(), out.size() * 4},
-                 {rb.accepted, accepted.data(), accepted.size() * 4},
-                 {rb.verify.tokens, res.trees.data(), res.trees.size() * 4}});
+  p.read->wait();
+  SpecRoundResult& res = p.res;
+  if (p.timer) res.device_ms = p.timer->ms();
+  const int B = int(p.accepted.size()), S = p.steps;
   for (int b = 0; b < B; ++b) {
-    int m = accepted[size_t(b)];
+    int m = p.accepted[size_t(b)];
     E3_CHECK(m >= 0 && m <= S, Internal, "round: " + std::to_string(m) + " tokens accepted from a tree of depth " + std::to_string(S));
-    res.tokens.insert(res.tokens.end(), out.begin() + b * (S + 1), out.begin() + b * (S + 1) + m + 1);
+    res.tokens.insert(res.tokens.end(), p.out.begin() + b * (S + 1), p.out.begin() + b * (S + 1) + m + 1);
     res.counts.push_back(m + 1);
-    res.drafted.push_back(N - 1);
+    res.drafted.push_back(p.nodes - 1);
   }
   res.read_ms = ms_since(t0);
+  return std::move(res);
 }
 
 }  // namespace e3

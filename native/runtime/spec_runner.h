@@ -3,7 +3,10 @@
 // A round drafts a tree, verifies it with one target forward, accepts, compacts the KV cache and
 // extends the draft over the accepted tokens (eagle3-reference.md §3–4). Every step of a round
 // stays on the device: the host uploads the round's plan once and reads its tokens once, and a
-// round replays a graph captured per (batch bucket, tree shape, context bucket, sampling).
+// round replays a graph captured per (batch bucket, tree shape, context bucket, sampling). The
+// steps' cache layouts are derived on the device from the committed lengths, so that a round can
+// be chained: launched before the previous one's tokens are read, on the lengths and roots that
+// round's acceptance left on the device.
 #pragma once
 #include <map>
 #include <memory>
@@ -35,6 +38,10 @@ struct HostSpecRound {
   int max_pages = 0;
   std::vector<SamplingParams> sampling;          // [B]
   bool profile = false;  // time the phases on the device, each replayed from its own graph (or eager)
+  // The same sequences as the previous call, which was a round: committed and roots are where its
+  // acceptance left them on the device. `committed` then holds upper bounds (for the page checks
+  // and the context bucket) and `roots` is not read.
+  bool chained = false;
 };
 
 struct SpecRoundResult {
@@ -49,13 +56,26 @@ struct SpecRoundResult {
   double call_ms = 0;                                 // wall time of the whole call on its worker thread
 };
 
+// A launched round: its result once finish_round() has waited for the read-back.
+struct PendingRound {
+  SpecRoundResult res;
+  std::unique_ptr<Ops::PendingRead> read;
+  std::unique_ptr<Ops::DeviceTimer> timer;  // the whole round, where not profiled
+  std::vector<int32_t> out, accepted;       // [B · (S + 1)], [B]
+  int steps = 0, nodes = 0;
+};
+
 class SpecRunner {
  public:
   SpecRunner(std::unique_ptr<Executor> target, DraftConfig cfg, DraftWeights weights, int slots, int max_tokens);
   Executor& target() { return *target_; }
   int max_topk() const { return kMaxTopk; }
   StepResult prefill(const HostSpecPrefill& p);
-  SpecRoundResult round(const HostSpecRound& r);
+  SpecRoundResult round(const HostSpecRound& r) { return finish_round(*launch_round(r)); }
+  // round() in two halves, as Executor::launch() and finish(): the next round may launch (chained)
+  // before this one's tokens are read.
+  std::unique_ptr<PendingRound> launch_round(const HostSpecRound& r);
+  static SpecRoundResult finish_round(PendingRound& p);
   // The draft's top-K probabilities and target ids a slot holds for its next round (inspection).
   void candidates(int slot, std::vector<float>& probs, std::vector<int32_t>& ids);
 
@@ -64,12 +84,15 @@ class SpecRunner {
   // One round's device inputs and intermediates for B sequences of one tree shape; a captured
   // graph owns one and reads it at fixed addresses.
   struct Round {
-    UploadArena inputs;
-    Tensor slots, slot_rows, committed, roots;   // uploaded: [B], [B·K], [B], [B]
+    UploadArena inputs;                          // per round, at the same addresses each time
+    UploadArena constants;                       // once: the steps' q_start, token_seq and logit rows
+    Tensor slots, slot_rows, committed, roots;   // uploaded: [B], [B·K], [B], [B] (chained: see stage())
     Tensor page_table;                           // uploaded: [B, pages], shared by every step
     Tensor sampling;                             // uploaded: SamplingParams [B]
-    std::vector<StepTensors> drafts;             // S − 1 draft steps; tokens and masks written on the device
-    StepTensors verify, extend;                  // the target's tree step and the draft extend
+    // S − 1 draft steps, the target's tree step and the draft extend: tokens, masks and layouts
+    // written on the device.
+    std::vector<StepTensors> drafts;
+    StepTensors verify, extend;
     TreeState tree;
     Tensor parent_rows, tree_parent, feature_rows;
     Tensor path, accepted, bonus;                // [B, S], [B], [B]
@@ -89,17 +112,20 @@ class SpecRunner {
   bool fits(int64_t B, const TreeShape& s) const;
   // Allocates a Round's device-written tensors for B sequences of shape s.
   std::unique_ptr<Round> make_round(int B, const TreeShape& s);
-  // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: exact) and uploads it.
+  // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: by r's own
+  // lengths) and uploads it; a chained round takes its committed lengths and roots from the last.
   void stage(Round& rb, const HostSpecRound& r, int B, int max_pages, int max_kv);
-  // The device work of a round, phase by phase: the draft tree, its verification, acceptance
-  // and the commit (KV compaction, draft extend). phase(i) runs one of the three.
+  // The device work of a round, phase by phase: the draft tree (after the steps' layouts), its
+  // verification, acceptance and the commit (KV compaction, draft extend, the next round's
+  // inputs). phase(i) runs one of the three.
   void phase(Round& rb, int i, bool sampled);
+  void layouts(Round& rb);
   void draft_tree(Round& rb);
   void verify_tree(Round& rb);
   void accept(Round& rb, bool sampled);
   void commit(Round& rb);
-  // Reads the accepted tokens back (the round's one synchronisation).
-  void finish(Round& rb, const HostSpecRound& r, SpecRoundResult& res);
+  // Enqueues the read-back of the accepted tokens (the round's one synchronisation, in finish_round()).
+  void read_back(Round& rb, int B, PendingRound& p);
   // Draft forward over prepared inputs; logits of its logit rows (all_rows: every token, in order)
   // and the states of every token. A recurrent input is used up.
   void draft(const StepTensors& in, const Tensor& features, const Tensor& recurrent, const Tensor& logits,
@@ -116,6 +142,12 @@ class SpecRunner {
   Tensor logits_, states_, states_next_, features_, topk_probs_, topk_ids_;
   Tensor feature_store_;  // [cache rows, 3·Ht]: features of the tokens plain steps ran
   UploadArena prefill_inputs_;
+  // What every round's acceptance leaves for a chained next round: committed lengths and roots
+  // [max batch], and which round that was (its slots, and the target's uses() after it).
+  Tensor next_committed_, next_roots_;
+  std::vector<int32_t> chain_slots_;
+  uint64_t chain_uses_ = 0;
+  bool chain_valid_ = false;
   std::unique_ptr<Round> eager_;
   std::map<RoundKey, std::unique_ptr<Round>> graphs_;
 };

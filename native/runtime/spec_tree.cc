@@ -148,4 +148,32 @@ int64_t check_kv_compact(Device d, const Tensor& pool, const Tensor& page_table,
   return B;
 }
 
+int64_t check_tree_advance(Device d, const Tensor& committed, const Tensor& accepted, const Tensor& bonus,
+                           const Tensor& next_committed, const Tensor& next_roots) {
+  for (auto [t, what] : {std::pair{&committed, "committed"}, {&accepted, "accepted"}, {&bonus, "bonus"},
+                         {&next_committed, "nextCommitted"}, {&next_roots, "nextRoots"}})
+    on(d, *t, DType::I32, (std::string("tree_advance ") + what).c_str());
+  int64_t B = committed.numel();
+  E3_ARG(B >= 1 && accepted.numel() == B && bonus.numel() == B && next_committed.numel() == B && next_roots.numel() == B,
+         "tree_advance: committed, accepted, bonus, nextCommitted and nextRoots must all be [B]");
+  return B;
+}
+
+int64_t check_step_layout(Device d, const Tensor& committed, const Tensor& page_table, int page_size, int q,
+                          const Tensor& positions, const Tensor& kv_len, const Tensor& slots) {
+  on(d, committed, DType::I32, "step_layout committed");
+  on(d, page_table, DType::I32, "step_layout pageTable");
+  on(d, kv_len, DType::I32, "step_layout kvLen");
+  on(d, slots, DType::I32, "step_layout slots");
+  int64_t B = committed.numel();
+  E3_ARG(B >= 1 && q >= 1 && page_size >= 1 && page_table.rank() == 2 && page_table.dim(0) == B && kv_len.numel() == B &&
+             slots.numel() == B * q,
+         "step_layout: committed [B], pageTable [B, pages], kvLen [B] and slots [B·q] with q >= 1");
+  if (positions.defined()) {
+    on(d, positions, DType::I32, "step_layout positions");
+    E3_ARG(positions.numel() == B * q, "step_layout: positions must be [B·q]");
+  }
+  return B;
+}
+
 }  // namespace e3

@@ -136,6 +136,7 @@ void Executor::feed(const StepTensors& io) {
 
 std::unique_ptr<PendingStep> Executor::launch(const HostStep& s) {
   validate(s);
+  ++uses_;
   bool decode = graphs_ && s.tree_mask.empty() && !s.sampling.empty() && s.q_start.back() == int(s.kv_len.size()) &&
                 s.logit_rows.size() == s.kv_len.size();
   for (size_t i = 0; decode && i < s.logit_rows.size(); ++i) decode = s.logit_rows[i] == int(i);

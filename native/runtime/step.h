@@ -72,6 +72,14 @@ class Executor {
   const Tensor& sampled() const { return sampled_; }
   const Tensor& logits() const { return logits_; }
   bool graphs() const { return graphs_; }
+  // Calls that used the executor's buffers: steps, and a runner's own work announced by
+  // begin_external(). A runner's round chained to its previous one requires that nothing ran between.
+  uint64_t uses() const { return uses_; }
+  // A runner is about to use the buffers directly: what a step's feedback could take is gone.
+  void begin_external() {
+    ++uses_;
+    feedable_rows_ = 0;
+  }
   void validate(const HostStep& s) const;
   const QwenConfig& config() const { return model_.config(); }
   const KvCache& kv() const { return kv_; }
@@ -105,7 +113,8 @@ class Executor {
   int scratch_page_;  // index of the scratch page = the pages the batch layer may use
   Tensor logits_, hidden_, sampled_;
   Tensor feature_store_;  // [cache rows, C·H] or undefined
-  int feedable_rows_ = 0;  // rows of sampled_ the next step may take as feedback: the last launch()'s
+  int feedable_rows_ = 0;
+  uint64_t uses_ = 0;  // rows of sampled_ the next step may take as feedback: the last launch()'s
   UploadArena inputs_;  // eager steps' inputs
   std::map<GraphKey, GraphEntry> graphs_by_key_;
 };

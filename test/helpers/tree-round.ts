@@ -15,6 +15,9 @@ export interface TreeRoundOut {
   argmax: Int32Array; committed: Int32Array;
   path: Int32Array; accepted: Int32Array; bonus: Int32Array;
   outTokens: Int32Array; featureRows: Int32Array; lastRows: Int32Array;
+  nextCommitted: Int32Array; nextRoots: Int32Array;
+  /** step_layout of the verify step (q N, first 0) and of a step like the draft extend (q S + 1, first 1, positions L + 2 + 3j). */
+  layouts: Array<{ q: number; first: number; posBase: number; posStep: number; positions?: Int32Array; kvLen: Int32Array; slots: Int32Array }>;
   poolBefore: Uint8Array; poolAfter: Uint8Array; pageTable: Int32Array; pageSize: number; rowBytes: number; slots: number;
 }
 
@@ -78,11 +81,20 @@ export function runTreeRound(ops: NativeOps, device: DeviceName, c: TreeCase): T
   const poolBefore = Uint8Array.from({ length: planes * slots * rowBytes }, () => Math.floor(r() * 256));
   const pool = t(poolBefore, "u8", [planes, slots, rowBytes]);
   ops.kvCompact(pool, t(pageTable, "i32", [B, pagesPer]), pageSize, committedT, path, accepted);
+  const nextCommitted = poisoned("i32", [B], device), nextRoots = poisoned("i32", [B], device);
+  ops.treeAdvance(committedT, accepted, bonus, nextCommitted, nextRoots);
+  const layouts = [{ q: N, first: 0, posBase: 0, posStep: 0, withPositions: false }, { q: S + 1, first: 1, posBase: 2, posStep: 3, withPositions: true }]
+    .map(({ q, first, posBase, posStep, withPositions }) => {
+      const positions = poisoned("i32", [B * q], device), kvLen = poisoned("i32", [B], device), slots = poisoned("i32", [B * q], device);
+      ops.stepLayout(committedT, t(pageTable, "i32", [B, pagesPer]), pageSize, q, first, posBase, posStep, withPositions ? positions : null, kvLen, slots);
+      return { q, first, posBase, posStep, positions: withPositions ? i32(positions) : undefined, kvLen: i32(kvLen), slots: i32(slots) };
+    });
   return {
     levels, score: f32(tree.score), token: i32(tree.token), parent: i32(tree.parent),
     verify: { tokens: vTokens, positions: i32(verify.positions), mask: i64(verify.mask), parent: vParent },
     argmax, committed, path: i32(path), accepted: i32(accepted), bonus: i32(bonus),
     outTokens: i32(outTokens), featureRows: i32(featureRows), lastRows: i32(lastRows),
+    nextCommitted: i32(nextCommitted), nextRoots: i32(nextRoots), layouts,
     poolBefore, poolAfter: pool.toBytes(), pageTable, pageSize, rowBytes, slots,
   };
 }

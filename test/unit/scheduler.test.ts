@@ -243,3 +243,77 @@ describe("plain decoding, pipelined", () => {
     expect(Math.max(...third)).toBeLessThan(100 + 30);
   });
 });
+
+/**
+ * Rounds that each accept one draft (two tokens: 200 + round, then 300 + round), taking one
+ * macrotask; it keeps each slot's true committed length, to check what chained rounds are told.
+ */
+class RoundExecutor implements StepExecutor {
+  rounds = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly chained: boolean[] = [];
+  private readonly committed = new Map<number, number>();
+  async step(): Promise<NativeStepResult> {
+    throw new Error("rounds only");
+  }
+  async prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult> {
+    p.slots.forEach((slot, i) => this.committed.set(slot, p.kvLen[i]));
+    return { tokens: new Int32Array(p.logitRows.length).fill(5), callMs: 1 };
+  }
+  async speculativeRound(r: NativeRound): Promise<NativeRoundResult> {
+    const index = this.rounds++;
+    this.chained.push(r.chained === true);
+    r.slots.forEach((slot, b) => {
+      const actual = this.committed.get(slot)!;
+      if (r.chained) expect(r.committed[b], "a bound of the committed length").toBeGreaterThanOrEqual(actual);
+      else expect(r.committed[b]).toBe(actual);
+      this.committed.set(slot, actual + 2);
+    });
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    await new Promise((resolve) => setImmediate(resolve));
+    this.inFlight--;
+    const B = r.slots.length;
+    return {
+      tokens: Int32Array.from({ length: 2 * B }, (_, i) => (i % 2 ? 300 : 200) + index), counts: new Int32Array(B).fill(2),
+      drafted: new Int32Array(B).fill(r.draftTokens - 1), trees: new Int32Array(B * r.draftTokens),
+      draftMs: 0, verifyMs: 0, acceptMs: 0, deviceMs: 0, stageMs: 0, readMs: 0, callMs: 1,
+    };
+  }
+}
+
+describe("speculative rounds, pipelined", () => {
+  const setup = () => {
+    const exec = new RoundExecutor();
+    const scheduler = new Scheduler(exec, {
+      maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8,
+      tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "always",
+    });
+    return { exec, scheduler };
+  };
+  const collect = async (seq: Sequence) => {
+    const out: number[] = [];
+    for await (const e of seq.events) out.push(...e.tokens);
+    return out;
+  };
+
+  it("launches each round before the previous one's tokens are back, on bounds of the committed lengths, none that the length could end", async () => {
+    const { exec, scheduler } = setup();
+    const out = await collect(scheduler.submit([1, 2, 3], 21, GREEDY, new Set()));
+    expect(out).toEqual([5, ...Array.from({ length: 10 }, (_, i) => [200 + i, 300 + i]).flat()]);
+    expect(exec.maxInFlight).toBe(2);
+    expect(exec.chained[0]).toBe(false);
+    expect(exec.chained.filter(Boolean).length).toBeGreaterThan(5);
+    // A round launched while the one ahead could still reach the length would be wasted: none was.
+    expect(exec.rounds).toBe(10);
+  });
+
+  it("drops the tokens of the round in flight when a stop token comes back", async () => {
+    const { exec, scheduler } = setup();
+    const seq = scheduler.submit([1, 2, 3], 50, GREEDY, new Set([302]));
+    expect(await collect(seq)).toEqual([5, 200, 300, 201, 301, 202, 302]);
+    expect(seq.finishReason).toBe("stop");
+    await scheduler.idle();
+    expect(exec.rounds).toBe(4);  // one round more than the tokens kept
+  });
+});

@@ -77,7 +77,14 @@ describe("EAGLE-3 rounds refuse bad input", () => {
       await bad({ committed: Int32Array.of(60) }, /no room for its tree/);
       await bad({ roots: Int32Array.of(-1) }, /root token outside/);
       await bad({ steps: 2, topk: 20 }, /topk/);
+      // A chained round must follow a round of the same sequences, with nothing run between.
+      await bad({ chained: true }, /chained, but the previous call/);
+      await model.speculativeRound(base);
+      await bad({ chained: true, slots: Int32Array.of(1) }, /chained, but the previous call/);
+      await model.speculativeRound({ ...base, chained: true });
       const step = buildStep([{ seq, count: 4, samples: true }]);
+      await model.step(step);
+      await bad({ chained: true }, /chained, but the previous call/);
       await expect(model.prefillSpeculative({ ...step, slots: Int32Array.of(0), nextTokens: Int32Array.of(2, -1, 4, -1), finalChunk: Uint8Array.of(1) }))
         .rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/-1 only at the end/) });
       // Its steps write the captured states to the draft's feature store, not to a step's output.
@@ -114,9 +121,13 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
   ];
   it.each(drafts.flatMap((d) => shapes.map((s) => [d, s] as const)))("%s with tree %o: greedy output equals transformers'", async (draft, tree) => {
     const g = await readGolden("qwen3-tiny");
+    const rounds = vi.spyOn(TargetModel.prototype, "speculativeRound");
     await using engine = await Engine.load({ model: target, draft, tree, speculation: "always", device: "cpu", maxContext: 128, maxBatch: 4 });
     const results = await Promise.all(g.prompts.map((p) => engine.complete({ tokens: p.ids }, { maxTokens: g.newTokens })));
     results.forEach((r, i) => expect(r.tokens, `prompt ${i}`).toEqual(g.prompts[i].greedy_f32));
+    const chained = rounds.mock.calls.filter(([r]) => r.chained).length;
+    rounds.mockRestore();
+    expect(chained, "rounds launched before the previous one's tokens were back").toBeGreaterThan(rounds.mock.calls.length / 2);
     const spec = engine.stats().speculative!;
     expect(spec.rounds).toBeGreaterThan(0);
     expect(spec.meanAcceptedLength).toBeGreaterThanOrEqual(1);
@@ -157,6 +168,7 @@ describe("EAGLE-3 after pipelined plain steps", () => {
       Math.floor(calls++ / 7) % 2 ? { kind: "tree", shape: trees.shapeFor(batch) } : { kind: "plain" });
     const prefers = vi.spyOn(SpeculationPolicy.prototype, "prefersPlain").mockReturnValue(true);
     const steps = vi.spyOn(TargetModel.prototype, "step");
+    const rounds = vi.spyOn(TargetModel.prototype, "speculativeRound");
     try {
       await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 128, maxBatch: 4 });
       const got = await Promise.all(prompts.map((ids) => spec.complete({ tokens: ids }, { maxTokens: 48, ignoreEos: true })));
@@ -166,10 +178,13 @@ describe("EAGLE-3 after pipelined plain steps", () => {
       expect(it.catchUp!.count).toBeGreaterThan(3);
       const fed = steps.mock.calls.filter(([step]) => step.feedback !== undefined).length;
       expect(fed, "plain steps launched ahead, fed on the device").toBeGreaterThan(it.round!.count / 2);
+      const chained = rounds.mock.calls.filter(([r]) => r.chained).length;
+      expect(chained, "rounds launched ahead, on the lengths and roots the previous round left").toBeGreaterThan(it.round!.count / 3);
     } finally {
       choose.mockRestore();
       prefers.mockRestore();
       steps.mockRestore();
+      rounds.mockRestore();
     }
   });
 });

@@ -89,6 +89,17 @@ describe("tree ops (CPU reference) follow the tree rules", () => {
       while (rows.length < S + 1) rows.push(rows[m]);
       expect(Array.from(o.featureRows.subarray(b * (S + 1), (b + 1) * (S + 1)))).toEqual(rows);
       expect(o.lastRows[b]).toBe(b * (S + 1) + m);
+      // The next round's inputs: the root and the accepted nodes are cached, the bonus is the root.
+      expect([o.nextCommitted[b], o.nextRoots[b]]).toEqual([o.committed[b] + m + 1, bonus]);
+      // Step layouts from the committed length: context lengths, cache slots through the page table, positions.
+      const pages = o.pageTable.length / B;
+      for (const l of o.layouts) {
+        const L = o.committed[b], ctx = Array.from({ length: l.q }, (_, j) => L + l.first + j);
+        expect(l.kvLen[b]).toBe(L + l.first + l.q);
+        expect(Array.from(l.slots.subarray(b * l.q, (b + 1) * l.q)))
+          .toEqual(ctx.map((c) => o.pageTable[b * pages + Math.floor(c / o.pageSize)] * o.pageSize + (c % o.pageSize)));
+        if (l.positions) expect(Array.from(l.positions.subarray(b * l.q, (b + 1) * l.q))).toEqual(ctx.map((_, j) => L + l.posBase + j * l.posStep));
+      }
     }
     // KV compaction: in every plane, context committed + path[k − 1] moves to committed + k, in order.
     const pool = o.poolBefore.slice(), planes = pool.length / (o.slots * o.rowBytes), pages = o.pageTable.length / B;
@@ -102,6 +113,14 @@ describe("tree ops (CPU reference) follow the tree rules", () => {
     }
     expect(Buffer.compare(Buffer.from(pool), Buffer.from(o.poolAfter))).toBe(0);
     if (B > 2) expect(acceptedSome > 0 && rejectedSome > 0, "both accepted and rejected paths are exercised").toBe(true);
+  });
+
+  it("step_layout refuses a context past the page table with a coded error", () => {
+    const ops = new (native().NativeOps)("cpu");
+    const T = native().NativeTensor;
+    const i32 = (a: number[]) => T.fromBytes(Int32Array.from(a), "i32", [a.length], "cpu");
+    expect(() => ops.stepLayout(i32([7]), T.fromBytes(Int32Array.from([0, 1]), "i32", [1, 2], "cpu"), 4, 2, 0, 0, 1, null, i32([0]), i32([0, 0])))
+      .toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringContaining("context 8 of sequence 0 past its 2 pages") }));
   });
 
   it("refuses mismatched shapes with a coded error", () => {

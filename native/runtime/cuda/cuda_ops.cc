@@ -51,8 +51,6 @@ CudaOps::CudaOps() {
   int dev = 0;
   cudaGetDevice(&dev);
   check(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
-  check(cudaEventCreate(&start_), "cudaEventCreate");
-  check(cudaEventCreate(&stop_), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming), "cudaEventCreate");
   read_staging_ = std::make_shared<ReadStaging>();
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
@@ -67,8 +65,6 @@ CudaOps::~CudaOps() {
   }
   for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
   if (pinned_) cudaFreeHost(pinned_);
-  if (start_) cudaEventDestroy(start_);
-  if (stop_) cudaEventDestroy(stop_);
   if (uploaded_) cudaEventDestroy(uploaded_);
 }
 
@@ -208,15 +204,41 @@ void CudaOps::replay(int graph) {
   check(cudaGraphLaunch(graphs_[size_t(graph)], stream_), "cudaGraphLaunch");
 }
 
-void CudaOps::timer_start() { check(cudaEventRecord(start_, stream_), "cudaEventRecord"); }
+namespace {
 
-double CudaOps::timer_stop_ms() {
-  check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
-  check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
-  float ms = 0;
-  check(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
-  return ms;
-}
+// A pair of events on the stream; ms() waits for the second.
+class EventTimer final : public Ops::DeviceTimer {
+ public:
+  explicit EventTimer(cudaStream_t stream) : stream_(stream) {
+    check(cudaEventCreate(&start_), "cudaEventCreate");
+    check(cudaEventCreate(&stop_), "cudaEventCreate");
+    check(cudaEventRecord(start_, stream_), "cudaEventRecord");
+  }
+  ~EventTimer() override {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  void stop() override {
+    check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
+    stopped_ = true;
+  }
+  double ms() override {
+    E3_CHECK(stopped_, Internal, "a device timer was read before it was stopped");
+    check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
+    return ms;
+  }
+
+ private:
+  cudaStream_t stream_;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops::DeviceTimer> CudaOps::start_timer() { return std::make_unique<EventTimer>(stream_); }
 
 void CudaOps::synchronize() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
 
@@ -405,6 +427,12 @@ void CudaOps::topk_softmax(const Tensor& logits, int k, const Tensor& map, const
         "topk_softmax");
 }
 
+void CudaOps::copy(const Tensor& src, const Tensor& dst) {
+  check_copy(Device::CUDA, src, dst);
+  if (src.nbytes())
+    check(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync");
+}
+
 void CudaOps::copy_columns(const Tensor& src, const Tensor& dst, int64_t col) {
   int64_t R = src.dim(0), C = src.numel() / R, D = dst.numel() / dst.dim(0);
   E3_ARG(src.device() == Device::CUDA && dst.device() == Device::CUDA && src.dtype() == dst.dtype() &&
@@ -487,6 +515,23 @@ void CudaOps::tree_commit(const Tensor& tokens, const Tensor& path, const Tensor
                          accepted.ptr<int32_t>(), bonus.ptr<int32_t>(), out_tokens.ptr<int32_t>(),
                          feature_rows.ptr<int32_t>(), last_rows.ptr<int32_t>(), stream_),
         "tree_commit");
+}
+
+void CudaOps::tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus,
+                           const Tensor& next_committed, const Tensor& next_roots) {
+  int64_t B = check_tree_advance(Device::CUDA, committed, accepted, bonus, next_committed, next_roots);
+  check(e3k::tree_advance(int(B), committed.ptr<int32_t>(), accepted.ptr<int32_t>(), bonus.ptr<int32_t>(),
+                          next_committed.ptr<int32_t>(), next_roots.ptr<int32_t>(), stream_),
+        "tree_advance");
+}
+
+void CudaOps::step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first,
+                          int pos_base, int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) {
+  int64_t B = check_step_layout(Device::CUDA, committed, page_table, page_size, q, positions, kv_len, slots);
+  check(e3k::step_layout(int(B), committed.ptr<int32_t>(), page_table.ptr<int32_t>(), int(page_table.dim(1)), page_size,
+                         q, first, pos_base, pos_step, positions.defined() ? positions.ptr<int32_t>() : nullptr,
+                         kv_len.ptr<int32_t>(), slots.ptr<int32_t>(), stream_),
+        "step_layout");
 }
 
 void CudaOps::kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,

@@ -38,6 +38,7 @@ class CudaOps final : public Ops {
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
   void tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
                    const Tensor& mask, const Tensor& parent_rows) override;
   void tree_build(const TreeState& t, const Tensor& roots, const Tensor& committed, const Tensor& tokens,
@@ -50,6 +51,10 @@ class CudaOps final : public Ops {
                    const Tensor& out_tokens, const Tensor& feature_rows, const Tensor& last_rows) override;
   void kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,
                   const Tensor& path, const Tensor& accepted) override;
+  void tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus, const Tensor& next_committed,
+                    const Tensor& next_roots) override;
+  void step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first, int pos_base,
+                   int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) override;
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
   void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
@@ -59,15 +64,14 @@ class CudaOps final : public Ops {
   std::unique_ptr<PendingRead> download_async(const std::vector<HostRead>& reads) override;
   int capture(const std::function<void()>& body) override;
   void replay(int graph) override;
-  void timer_start() override;
-  double timer_stop_ms() override;
+  std::unique_ptr<DeviceTimer> start_timer() override;
 
  private:
   float* workspace(Tensor& ws, size_t floats);  // ws grown to at least `floats` (the old one kept for graphs)
   bool use_gemv(int64_t m, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
   bool use_skinny(int64_t m, int64_t k) const;  // the tensor-core kernel for a few rows
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr, uploaded_ = nullptr;
+  cudaEvent_t uploaded_ = nullptr;
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
   Tensor attn_ws_, gemm_ws_, gemm_partials_, skinny_arrivals_, argmax_keys_;
