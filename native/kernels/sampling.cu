@@ -20,7 +20,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, c
     return;
   }
   const RowFilter f = make_filter(row, V, mx, sp, scratch);
-  int id = draw_inverse_cdf(V, e3::uniform01(sp.seed, sp.counter, 0), [&](int i) { return f.kept(row[i]); }, arg, scratch, prefix);
+  const int id = draw_filtered(f, row, V, e3::uniform01(sp.seed, sp.counter, 0), [](int) { return false; }, arg, prefix);
   if (threadIdx.x == 0) out[blockIdx.x] = id;
 }
 

@@ -1,6 +1,6 @@
 // Device pieces of sampling, shared by the sampler and speculative acceptance: the transformers
-// filter of one logits row (temperature, top-k, top-p) as thresholds over the row, and a draw by
-// inverse CDF in id order. All functions are called by every thread of a block (≤ 1024 threads).
+// filter of one logits row (temperature, top-k, top-p) and a draw by inverse CDF in id order. All
+// functions are called by every thread of a block (≤ 1024 threads, a multiple of 32).
 #pragma once
 #include "kernels/device.cuh"
 #include "runtime/sampling_params.h"
@@ -13,25 +13,100 @@ __device__ __forceinline__ uint32_t float_key(float f) {
   return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-// Largest key t with count(key(x_i) >= t) >= need (counts via block sums over the row).
-template <class KeyOf>
-__device__ uint32_t bisect_count(int V, float need, KeyOf key_of, float* scratch) {
-  uint32_t lo = 0, hi = 0xffffffffu;  // invariant: count(>= lo) >= need
-  while (lo < hi) {
-    uint32_t mid = uint32_t(lo + (uint64_t(hi) - lo + 1) / 2);  // 64-bit: hi - lo + 1 can be 2^32
-    float c = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) c += key_of(i) >= mid ? 1.0f : 0.0f;
-    if (block_sum(c, scratch) >= need) lo = mid;
-    else hi = mid - 1;
+// Calls fn(i, row[i]) for each i of the row, thread t taking t, t + blockDim.x, ... in order.
+// One block streams a whole row, so the loads in flight per thread, not the bandwidth, bound a
+// pass: eight are issued before any is used.
+template <class Fn>
+__device__ __forceinline__ void for_row(const float* row, int V, Fn fn) {
+  constexpr int kAhead = 8;
+  const int step = blockDim.x;
+  int i = threadIdx.x;
+  for (; i + (kAhead - 1) * step < V; i += kAhead * step) {
+    float x[kAhead];
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) x[u] = __ldg(row + i + u * step);
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) fn(i + u * step, x[u]);
   }
-  return lo;
+  for (; i < V; i += step) fn(i, __ldg(row + i));
 }
 
-// The filtered, unnormalised weights of one row: kept(x) for a logit x of the row.
+// The key of the k-th largest logit of the row (the largest t with count(key >= t) >= k, 0 < k <
+// V): four passes over the row, each a histogram of the next 8 bits of the keys that match the
+// bits found so far.
+__device__ inline uint32_t kth_largest_key(const float* row, int V, int k) {
+  __shared__ unsigned hist[256];
+  __shared__ uint32_t s_digit;
+  __shared__ int s_need;
+  uint32_t prefix = 0, mask = 0;
+  int need = k;  // invariant: at least `need` keys of the row match `prefix` under `mask`
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    for_row(row, V, [&](int, float x) {
+      const uint32_t key = float_key(x);
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    });
+    __syncthreads();
+    if (threadIdx.x < 32) {  // lane l holds bins [8l, 8l + 8); the digit is found from the top
+      const int lane = threadIdx.x;
+      unsigned mine = 0;
+      for (int d = 0; d < 8; ++d) mine += hist[lane * 8 + d];
+      unsigned suffix = mine;  // keys in this lane's bins and above
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        unsigned v = __shfl_down_sync(0xffffffffu, suffix, o);
+        if (lane + o < 32) suffix += v;
+      }
+      const unsigned lanes = __ballot_sync(0xffffffffu, suffix >= unsigned(need));  // lane 0 always
+      if (lane == 31 - __clz(int(lanes))) {
+        unsigned above = suffix - mine;  // < need
+        int d = lane * 8 + 7;
+        for (; d > lane * 8 && above + hist[d] < unsigned(need); --d) above += hist[d];
+        s_digit = uint32_t(d);
+        s_need = need - int(above);
+      }
+    }
+    __syncthreads();
+    prefix |= s_digit << shift;
+    mask |= 255u << shift;
+    need = s_need;
+    __syncthreads();
+  }
+  return prefix;
+}
+
+// The filter keeps the logits within this many of the row's maximum in shared memory when they
+// hold the whole kept set: binned by distance to the maximum, at most kFilterCandidates of them.
+constexpr int kFilterBins = 256;
+constexpr float kFilterBinsPerLogit = 16.0f;
+constexpr int kFilterCandidates = 1024;
+
+__device__ __forceinline__ int filter_bin(float mx, float x) {
+  const float d = mx - x;  // NaN and -inf logits fall outside
+  return d < kFilterBins / kFilterBinsPerLogit ? int(d * kFilterBinsPerLogit) : kFilterBins;
+}
+
+struct FilterShared {
+  unsigned count[kFilterBins];
+  float mass[kFilterBins];
+  float x[kFilterCandidates];  // the candidates as collected
+  int at[kFilterCandidates];
+  float w[kFilterCandidates];  // the candidates in id order: their logits, then their kept weights
+  int id[kFilterCandidates];
+  int n, last_bin, filled;
+  uint32_t key;
+};
+
+// The filtered, unnormalised weights of one row: kept(x) for a logit x of the row. When n >= 0 the
+// kept set is exactly the n candidates id[j] with weights w[j] (0 where top-p dropped them).
 struct RowFilter {
   float mx, inv_t;
   uint32_t k_key, p_key;
   float total;  // sum of kept weights over the row
+  int n;
+  const float* w;
+  const int* id;
   __device__ float weight(float x) const { return float_key(x) >= k_key ? __expf((x - mx) * inv_t) : 0.0f; }
   __device__ float kept(float x) const {
     float w = weight(x);
@@ -39,89 +114,254 @@ struct RowFilter {
   }
 };
 
+// Three passes over the row in all: (1) a histogram of the logits near the maximum, with the row's
+// weight when top-p alone decides; (2) the candidates, the bins down to the one where the k-th
+// logit (or the top-p mass) falls; then top-k and top-p exactly among them in shared memory.
+// False, with nothing decided, when the candidates do not fit.
+__device__ inline bool filter_candidates(const float* row, int V, bool top_k, const e3::SamplingParams& sp, RowFilter& f,
+                                         FilterShared& c, float* scratch) {
+  const int lane = threadIdx.x & 31;
+  for (int i = threadIdx.x; i < kFilterBins; i += blockDim.x) {
+    c.count[i] = 0;
+    c.mass[i] = 0.0f;
+  }
+  if (threadIdx.x == 0) c.filled = 0;
+  __syncthreads();
+  float all = 0.0f;
+  for_row(row, V, [&](int, float x) {
+    const float w = top_k ? 0.0f : f.weight(x);
+    const int b = filter_bin(f.mx, x);
+    all += w;
+    if (b < kFilterBins) {
+      atomicAdd(&c.count[b], 1u);
+      if (!top_k) atomicAdd(&c.mass[b], w);
+    }
+  });
+  const float row_total = block_sum(all, scratch);  // syncs: the histogram is complete
+  if (threadIdx.x < 32) {  // lane l holds bins [8l, 8l + 8); the last bin is where the need is met
+    const float need = top_k ? float(sp.top_k) : sp.top_p * row_total;
+    float mine = 0.0f;
+    unsigned n = 0;
+    for (int d = 0; d < 8; ++d) {
+      mine += top_k ? float(c.count[lane * 8 + d]) : c.mass[lane * 8 + d];
+      n += c.count[lane * 8 + d];
+    }
+    float incl = mine;
+    unsigned n_incl = n;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      float v = __shfl_up_sync(0xffffffffu, incl, o);
+      unsigned m = __shfl_up_sync(0xffffffffu, n_incl, o);
+      if (lane >= o) {
+        incl += v;
+        n_incl += m;
+      }
+    }
+    const unsigned lanes = __ballot_sync(0xffffffffu, incl >= need);
+    if (lanes == 0 && lane == 0) c.n = -1;  // the kept set reaches beyond the bins
+    if (lanes && lane == __ffs(int(lanes)) - 1) {
+      float acc = incl - mine;
+      unsigned cnt = n_incl - n;
+      int d = lane * 8;
+      for (;; ++d) {  // the lane's last bin where the re-summation falls short by rounding
+        acc += top_k ? float(c.count[d]) : c.mass[d];
+        cnt += c.count[d];
+        if (acc >= need || d == lane * 8 + 7) break;
+      }
+      c.last_bin = d;
+      c.n = cnt <= unsigned(kFilterCandidates) ? int(cnt) : -1;
+    }
+  }
+  __syncthreads();
+  if (c.n < 0) return false;
+  const int last = c.last_bin;
+  constexpr int kAhead = 8;
+  for (int i0 = 0; i0 < V; i0 += kAhead * blockDim.x) {  // whole warps, for the ballot
+    float x[kAhead];
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) {
+      const int i = i0 + u * blockDim.x + threadIdx.x;
+      x[u] = i < V ? __ldg(row + i) : -INFINITY;
+    }
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) {
+      const int i = i0 + u * blockDim.x + threadIdx.x;
+      const bool take = filter_bin(f.mx, x[u]) <= last;
+      const unsigned m = __ballot_sync(0xffffffffu, take);
+      if (!m) continue;
+      int base = 0;
+      if (lane == 0) base = atomicAdd(&c.filled, __popc(m));
+      base = __shfl_sync(0xffffffffu, base, 0) + __popc(m & ((1u << lane) - 1u));
+      if (take && base < kFilterCandidates) {
+        c.x[base] = x[u];
+        c.at[base] = i;
+      }
+    }
+  }
+  if (threadIdx.x == 0) c.key = 0u;
+  __syncthreads();
+  const int n = min(c.filled, kFilterCandidates);
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {  // into id order, by rank
+    const int id = c.at[j];
+    int r = 0;
+    for (int l = 0; l < n; ++l) r += c.at[l] < id;
+    c.w[r] = c.x[j];
+    c.id[r] = id;
+  }
+  __syncthreads();
+  // The k-th largest candidate (without top-k, the smallest) bounds the kept set from below.
+  const int k = top_k ? sp.top_k : n;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    const float x = c.w[j];
+    int gt = 0, ge = 0;
+    for (int l = 0; l < n; ++l) {
+      gt += c.w[l] > x;
+      ge += c.w[l] >= x;
+    }
+    if (gt < k && k <= ge) c.key = float_key(x);  // every writer writes the same key
+  }
+  __syncthreads();
+  f.k_key = c.key;
+  float local = 0.0f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) local += (c.w[j] = f.weight(c.w[j]));
+  const float total = top_k ? block_sum(local, scratch) : row_total;  // block_sum syncs
+  if (!top_k) __syncthreads();
+  if (sp.top_p < 1.0f) {
+    // The largest weight v with mass(w >= v) >= top_p · total; 0 if rounding leaves none, which
+    // keeps every candidate.
+    if (threadIdx.x == 0) c.key = 0u;
+    __syncthreads();
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      const float w = c.w[j];
+      if (w <= 0.0f) continue;
+      float mass = 0.0f;
+      for (int l = 0; l < n; ++l) mass += c.w[l] >= w ? c.w[l] : 0.0f;
+      if (mass >= sp.top_p * total) atomicMax(&c.key, __float_as_uint(w));
+    }
+    __syncthreads();
+    f.p_key = c.key;
+    local = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) local += (c.w[j] = __float_as_uint(c.w[j]) >= f.p_key ? c.w[j] : 0.0f);
+    f.total = block_sum(local, scratch);
+  } else {
+    f.total = total;
+  }
+  f.n = n;
+  return true;
+}
+
 // The row's filter under sp (temperature > 0), its maximum mx given.
 __device__ inline RowFilter make_filter(const float* row, int V, float mx, const e3::SamplingParams& sp, float* scratch) {
-  RowFilter f{mx, 1.0f / sp.temperature, 0u, 0u, 0.0f};
-  if (sp.top_k > 0 && sp.top_k < V) f.k_key = bisect_count(V, float(sp.top_k), [&](int i) { return float_key(row[i]); }, scratch);
-  float local = 0.0f;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) local += f.weight(row[i]);
-  float total = block_sum(local, scratch);
-  if (sp.top_p < 1.0f) {  // weights are >= 0, so their float bits order them
+  __shared__ FilterShared c;
+  RowFilter f{mx, 1.0f / sp.temperature, 0u, 0u, 0.0f, -1, c.w, c.id};
+  const bool top_k = sp.top_k > 0 && sp.top_k < V, top_p = sp.top_p < 1.0f;
+  if ((top_k || top_p) && filter_candidates(row, V, top_k, sp, f, c, scratch)) return f;
+  // Over the whole row: no filter, a top-k past the candidates, or a flat row.
+  auto sum = [&](auto weight_of) {
+    float local = 0.0f;
+    for_row(row, V, [&](int, float x) { local += weight_of(f.weight(x)); });
+    return block_sum(local, scratch);
+  };
+  if (top_k) f.k_key = kth_largest_key(row, V, sp.top_k);
+  const float total = sum([](float w) { return w; });
+  if (top_p) {  // weights are >= 0, so their float bits order them
     uint32_t lo = 0, hi = 0x7f800000u;  // invariant: mass(w >= lo) >= top_p · total
     while (lo < hi) {
       uint32_t mid = lo + (hi - lo + 1) / 2;
-      float c = 0.0f;
-      for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float w = f.weight(row[i]);
-        c += __float_as_uint(w) >= mid ? w : 0.0f;
-      }
-      if (block_sum(c, scratch) >= sp.top_p * total) lo = mid;
+      if (sum([&](float w) { return __float_as_uint(w) >= mid ? w : 0.0f; }) >= sp.top_p * total) lo = mid;
       else hi = mid - 1;
     }
     f.p_key = lo;
+    f.total = sum([&](float w) { return __float_as_uint(w) >= f.p_key ? w : 0.0f; });
+  } else {
+    f.total = total;
   }
-  local = 0.0f;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) local += f.kept(row[i]);
-  f.total = block_sum(local, scratch);
   return f;
 }
 
-// The id where u · Σw falls in the CDF of w(i) over [0, V), in id order; `fallback` where rounding
-// leaves it unmatched. Thread t owns the contiguous range [t·chunk, (t+1)·chunk). prefix holds
-// blockDim.x / 32 floats.
+// The index where u · Σw falls in the CDF of w(i) over [0, V), in index order; `fallback` where
+// rounding leaves it unmatched. Warp w owns a contiguous range, read 32 indices at a time; the warp
+// where the draw falls walks its range again. prefix holds blockDim.x / 32 floats.
 template <class Weight>
-__device__ int draw_inverse_cdf(int V, float u, Weight w, int fallback, float* scratch, float* prefix) {
+__device__ int draw_inverse_cdf(int V, float u, Weight w, int fallback, float* prefix) {
   __shared__ int found;
-  const int chunk = (V + blockDim.x - 1) / blockDim.x, b = threadIdx.x * chunk, e = min(V, b + chunk);
-  float mine = 0.0f;
-  for (int i = b; i < e; ++i) mine += w(i);
-  const float target = u * block_sum(mine, scratch);
-  // Exclusive scan of the per-thread sums: warp scans, then a scan of the warp totals.
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float incl = mine;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    float v = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += v;
-  }
-  if (lane == 31) prefix[warp] = incl;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int seg = (V + 32 * warps - 1) / (32 * warps) * 32, b = min(V, warp * seg), e = min(V, b + seg);
+  constexpr int kAhead = 8;
+  float part = 0.0f;
+#pragma unroll kAhead
+  for (int i = b + lane; i < e; i += 32) part += w(i);
+  const float mine = warp_sum(part);
+  if (lane == 0) prefix[warp] = mine;
   if (threadIdx.x == 0) found = fallback;
   __syncthreads();
-  if (warp == 0) {
-    float v = lane < int(blockDim.x >> 5) ? prefix[lane] : 0.0f, x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      float y = __shfl_up_sync(0xffffffffu, x, o);
-      if (lane >= o) x += y;
-    }
-    if (lane < int(blockDim.x >> 5)) prefix[lane] = x - v;
+  float before = 0.0f, total = 0.0f;  // summed in one order by every thread, so the warps' ranges tile
+  for (int k = 0; k < warps; ++k) {
+    if (k == warp) before = total;
+    total += prefix[k];
   }
-  __syncthreads();
-  float acc = prefix[warp] + incl - mine;
-  if (mine > 0.0f && acc <= target && target < acc + mine) {
-    for (int i = b; i < e; ++i) {
-      float x = w(i);
-      if (x > 0.0f && target < (acc += x)) {
-        found = i;
-        break;
+  const float target = u * total;
+  if (mine > 0.0f && before <= target && target < before + mine) {
+    float acc = before;
+    int last = -1;  // the warp's last positive index, where rounding leaves the target past its walk
+    bool hit_any = false;
+    for (int i0 = b; i0 < e && !hit_any; i0 += 32 * kAhead) {
+      float x[kAhead];
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) {
+        const int i = i0 + 32 * u + lane;
+        x[u] = i < e ? w(i) : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) {
+        float incl = x[u];
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          float y = __shfl_up_sync(0xffffffffu, incl, o);
+          if (lane >= o) incl += y;
+        }
+        const unsigned hit = __ballot_sync(0xffffffffu, x[u] > 0.0f && target < acc + incl);
+        if (hit) {
+          if (lane == __ffs(int(hit)) - 1) found = i0 + 32 * u + lane;
+          hit_any = true;
+          break;
+        }
+        const unsigned positive = __ballot_sync(0xffffffffu, x[u] > 0.0f);
+        if (positive) last = i0 + 32 * u + 31 - __clz(int(positive));
+        acc += __shfl_sync(0xffffffffu, incl, 31);
       }
     }
+    if (!hit_any && last >= 0 && lane == 0) found = last;
   }
   __syncthreads();
   int r = found;
-  __syncthreads();  // `found` may be reused by the next call
+  __syncthreads();  // `found` and prefix may be reused by the next call
   return r;
+}
+
+// A draw from the row's filtered weights, less the ids `excluded` names (rejected draft tokens).
+template <class Excluded>
+__device__ int draw_filtered(const RowFilter& f, const float* row, int V, float u, Excluded excluded, int fallback,
+                             float* prefix) {
+  if (f.n >= 0) {
+    const int j = draw_inverse_cdf(
+        f.n, u, [&](int j) { return f.w[j] > 0.0f && excluded(f.id[j]) ? 0.0f : f.w[j]; }, -1, prefix);
+    return j < 0 ? fallback : f.id[j];
+  }
+  return draw_inverse_cdf(
+      V, u, [&](int i) { const float w = f.kept(row[i]); return w > 0.0f && excluded(i) ? 0.0f : w; }, fallback, prefix);
 }
 
 // Row maximum and its lowest index (argmax) over the block.
 __device__ __forceinline__ float row_argmax(const float* row, int V, int* arg, float* scratch) {
   float best = -INFINITY;
   int best_i = V;
-  for (int i = threadIdx.x; i < V; i += blockDim.x)
-    if (row[i] > best) {
-      best = row[i];
+  for_row(row, V, [&](int i, float x) {
+    if (x > best) {
+      best = x;
       best_i = i;
     }
+  });
   float mx = block_max(best, scratch);
   __shared__ int a;
   if (threadIdx.x == 0) a = V;

@@ -180,15 +180,13 @@ __global__ void __launch_bounds__(kSampleThreads) tree_accept_sampled_kernel(
       cur = next;
       continue;
     }
-    auto residual = [&](int i) {
-      float w = f.kept(row[i]);
-      if (w > 0.0f)
-        for (int r = 0; r < nrej; ++r)
-          if (rejected[r] == i) return 0.0f;
-      return w;
+    auto rejected_id = [&](int i) {
+      for (int r = 0; r < nrej; ++r)
+        if (rejected[r] == i) return true;
+      return false;
     };
     const float u = e3::uniform01(sp.seed, sp.counter, uint32_t(2 * (m + 1) + 1));
-    const int id = draw_inverse_cdf(V, u, residual, arg, scratch, prefix);
+    const int id = draw_filtered(f, row, V, u, rejected_id, arg, prefix);
     if (threadIdx.x == 0) {
       accepted[b] = m;
       bonus[b] = id;

@@ -289,11 +289,16 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     const logits = randn(rows * V, r, 3);
     const params = new Uint8Array(rows * 32);
     const dv = new DataView(params.buffer);
+    // Kinds: greedy; temperature; top-k; top-p; both; a top-k past the kernel's compaction; ties at
+    // the k-th logit; more tied maxima than the compaction holds.
+    const kinds = [[0, 0, 1], [0.7, 0, 1], [1.0, 20, 1], [1.3, 0, 0.9], [0.7, 20, 0.9], [1.0, 3000, 0.95], [1.3, 50, 1], [1.0, 20, 1]];
     for (let i = 0; i < rows; i++) {
-      const kind = i % 6;
-      dv.setFloat32(i * 32, kind === 0 ? 0 : [0, 0.7, 1.0, 1.3, 0.7, 1.0][kind], true);
-      dv.setInt32(i * 32 + 4, kind === 2 || kind === 4 ? 20 : 0, true);
-      dv.setFloat32(i * 32 + 8, kind === 3 || kind === 4 ? 0.9 : 1, true);
+      const kind = i % kinds.length, [t, k, p] = kinds[kind], row = logits.subarray(i * V, (i + 1) * V);
+      if (kind === 6) row.forEach((x, j) => (row[j] = Math.round(x * 2) / 2));
+      if (kind === 7) for (let j = 0; j < Math.min(V, 3000); j++) row[(j * 37) % V] = 20;
+      dv.setFloat32(i * 32, t, true);
+      dv.setInt32(i * 32 + 4, k, true);
+      dv.setFloat32(i * 32 + 8, p, true);
       dv.setBigUint64(i * 32 + 16, BigInt(1000 + i), true);
       dv.setBigUint64(i * 32 + 24, BigInt(i * 7), true);
     }
@@ -301,7 +306,7 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     cpu().sample(tensor(logits, "f32", [rows, V], "cpu"), tensor(params, "u8", [rows * 32], "cpu"), want);
     gpu().sample(tensor(logits, "f32", [rows, V], "cuda"), tensor(params, "u8", [rows * 32], "cuda"), got);
     const w = values(want), g = values(got);
-    for (let i = 0; i < rows; i += 6) expect(g[i], `greedy row ${i}`).toBe(w[i]);
+    for (let i = 0; i < rows; i += kinds.length) expect(g[i], `greedy row ${i}`).toBe(w[i]);
     const same = w.filter((x, i) => x === g[i]).length;
     expect(same, `${same}/${rows} draws equal`).toBeGreaterThanOrEqual(rows - 1);
     for (const x of g) expect(x >= 0 && x < V).toBe(true);
