@@ -241,8 +241,7 @@ export class Scheduler {
     };
     const capacity = this.options.pageSize, room = this.scratch;
     const chainable = (prev: Launched): boolean => {
-      const live = this.running.filter((s) => !s.done).length;
-      if (this.waiting.length > 0 && live < this.options.maxRunning) return false;
+      if (this.joinable()) return false;
       const grow = prev.choice.shape.steps + 1;
       return seqs.every((s, i) => !s.done && s.generated + grow < s.maxNewTokens &&
         prev.bounds[i] + grow + room <= s.pages.length * capacity);
@@ -256,13 +255,7 @@ export class Scheduler {
         if (choice.kind === "tree") next = launch(choice, current);
         else this.nextChoice = { choice, batch: seqs.length, sampled };
       }
-      let r: NativeRoundResult;
-      try {
-        r = await current.result;
-      } catch (err) {
-        await next?.result.catch(() => {});
-        throw err;
-      }
+      const r = await settledAhead(current.result, next?.result);
       const now = performance.now(), before = this.counters.generatedTokens;
       this.applyRound(seqs, r, now - last, current.profiled);
       // Rounds that profiled phases or recorded a graph are slower than their kind: not measured.
@@ -297,18 +290,10 @@ export class Scheduler {
     let current = launch(this.plan(this.running))!;
     let last = performance.now(), steps = 0;
     while (current) {
-      // Finished sequences keep their place in `running` until the run ends: count the live ones.
-      const admissible = this.waiting.length > 0 && this.running.filter((s) => !s.done).length < this.options.maxRunning;
       // Row i of a decode step is its entry i's draw.
-      const next = admissible ? undefined : launch(current.entries.flatMap(({ seq }, i): StepEntry[] =>
+      const next = this.joinable() ? undefined : launch(current.entries.flatMap(({ seq }, i): StepEntry[] =>
         !seq.done && seq.generated + 1 < seq.maxNewTokens ? [{ seq, count: 1, samples: true, fedFrom: i }] : []));
-      let result: NativeStepResult;
-      try {
-        result = await current.result;
-      } catch (err) {
-        await next?.result.catch(() => {});
-        throw err;
-      }
+      const result = await settledAhead(current.result, next?.result);
       const now = performance.now(), before = this.counters.generatedTokens;
       this.apply(current.entries, result);
       this.times.add("decode", current.entries.length, now - last, result.captured === true);
@@ -405,6 +390,11 @@ export class Scheduler {
     });
   }
 
+  /** Whether a waiting request could join (finished sequences keep their place in `running` until a run ends). */
+  private joinable(): boolean {
+    return this.waiting.length > 0 && this.running.filter((s) => !s.done).length < this.options.maxRunning;
+  }
+
   private admit(): void {
     while (this.waiting.length && this.running.length < this.options.maxRunning) {
       const seq = this.waiting[0];
@@ -481,5 +471,15 @@ export class Scheduler {
       this.freeSlots.push(seq.slot);
       this.running.splice(i, 1);
     }
+  }
+}
+
+/** The result of the launch in flight; when it fails, the one launched behind it is waited for too. */
+async function settledAhead<T>(current: Promise<T>, next?: Promise<unknown>): Promise<T> {
+  try {
+    return await current;
+  } catch (err) {
+    await next?.catch(() => {});
+    throw err;
   }
 }

@@ -21,6 +21,7 @@ class ScriptedExecutor implements StepExecutor {
   roundTokens = 0;
   /** Rounds whose tree is larger than a batch of `maxRunning` sequences may verify. */
   readonly oversized: string[] = [];
+  private device: Promise<unknown> = Promise.resolve();
   constructor(private readonly catchUpMs = 0, private readonly tree?: TreePolicy, private readonly maxRunning = 4) {}
   async step(s: NativeStep): Promise<NativeStepResult> {
     await new Promise((resolve) => setImmediate(resolve));
@@ -33,7 +34,10 @@ class ScriptedExecutor implements StepExecutor {
     return { tokens: new Int32Array(p.logitRows.length).fill(5), callMs: p.storedFeatures ? this.catchUpMs : 1 };
   }
   async speculativeRound(r: NativeRound): Promise<NativeRoundResult> {
-    await new Promise((resolve) => setTimeout(resolve, 3));
+    // One after another, as on a device: a round launched ahead starts when the one before ends.
+    const run = this.device.then(() => new Promise((resolve) => setTimeout(resolve, 3)));
+    this.device = run;
+    await run;
     this.log.push("round");
     const B = r.slots.length;
     if (this.tree && B * r.draftTokens > this.tree.verifyRows(this.maxRunning)) this.oversized.push(`${B} × ${r.draftTokens}`);
