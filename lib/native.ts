@@ -159,7 +159,7 @@ export interface NativeRoundResult {
   acceptMs: number;
   /** Device time of the whole round. */
   deviceMs: number;
-  /** Host time in native code: checking and uploading the round, reading its tokens back. */
+  /** Host time in native code: checking and uploading the round, unpacking its tokens once they are back. */
   stageMs: number;
   readMs: number;
   /** The round recorded a new CUDA graph, so it took longer than its kind usually does. */

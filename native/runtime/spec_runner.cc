@@ -448,8 +448,8 @@ void SpecRunner::read_back(Round& rb, int B, PendingRound& p) {
 }
 
 SpecRoundResult SpecRunner::finish_round(PendingRound& p) {
-  auto t0 = std::chrono::steady_clock::now();
   p.read->wait();
+  auto t0 = std::chrono::steady_clock::now();  // host work from here on; the wait above is the device's
   SpecRoundResult& res = p.res;
   if (p.timer) res.device_ms = p.timer->ms();
   const int B = int(p.accepted.size()), S = p.steps;

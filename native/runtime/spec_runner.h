@@ -51,7 +51,7 @@ struct SpecRoundResult {
   std::vector<int32_t> trees;       // [B · N] the verified trees' tokens, root first (diagnostics)
   double draft_ms = 0, verify_ms = 0, accept_ms = 0;  // device time per phase, when profiled
   double device_ms = 0;                               // device time of the whole round
-  double stage_ms = 0, read_ms = 0;                   // host time checking and uploading it, reading it back
+  double stage_ms = 0, read_ms = 0;                   // host time checking and uploading it, unpacking its tokens
   bool captured = false;                              // it recorded a new graph (so it was slower)
   double call_ms = 0;                                 // wall time of the whole call on its worker thread
 };
