@@ -31,10 +31,11 @@ __device__ __forceinline__ void for_row(const float* row, int V, Fn fn) {
   for (; i < V; i += step) fn(i, __ldg(row + i));
 }
 
-// The key of the k-th largest logit of the row (the largest t with count(key >= t) >= k, 0 < k <
-// V): four passes over the row, each a histogram of the next 8 bits of the keys that match the
-// bits found so far.
-__device__ inline uint32_t kth_largest_key(const float* row, int V, int k) {
+// The key of the k-th largest of some values (the largest t with count(key >= t) >= k, k at most
+// their count): four passes, each a histogram of the next 8 bits of the keys that match the bits
+// found so far. each(fn) calls fn(x) for the values this thread holds.
+template <class Each>
+__device__ inline uint32_t kth_largest_key(Each each, int k) {
   __shared__ unsigned hist[256];
   __shared__ uint32_t s_digit;
   __shared__ int s_need;
@@ -43,7 +44,7 @@ __device__ inline uint32_t kth_largest_key(const float* row, int V, int k) {
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
     __syncthreads();
-    for_row(row, V, [&](int, float x) {
+    each([&](float x) {
       const uint32_t key = float_key(x);
       if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
     });
@@ -76,8 +77,9 @@ __device__ inline uint32_t kth_largest_key(const float* row, int V, int k) {
   return prefix;
 }
 
-// The filter keeps the logits within this many of the row's maximum in shared memory when they
-// hold the whole kept set: binned by distance to the maximum, at most kFilterCandidates of them.
+// The filter decides among at most kFilterCandidates logits gathered into shared memory, where
+// they hold the whole kept set. Top-p alone finds them with a histogram of the logits within
+// kFilterBins / kFilterBinsPerLogit of the row's maximum, binned by their distance to it.
 constexpr int kFilterBins = 256;
 constexpr float kFilterBinsPerLogit = 16.0f;
 constexpr int kFilterCandidates = 1024;
@@ -88,15 +90,22 @@ __device__ __forceinline__ int filter_bin(float mx, float x) {
 }
 
 struct FilterShared {
+  float best[1024];  // each thread's largest logit, left by row_argmax
   unsigned count[kFilterBins];
   float mass[kFilterBins];
   float x[kFilterCandidates];  // the candidates as collected
   int at[kFilterCandidates];
   float w[kFilterCandidates];  // the candidates in id order: their logits, then their kept weights
   int id[kFilterCandidates];
-  int n, last_bin, filled;
+  int last_bin, filled;
   uint32_t key;
 };
+
+// The block's filter state, one per block whichever function asks.
+__device__ __forceinline__ FilterShared& filter_shared() {
+  __shared__ FilterShared c;
+  return c;
+}
 
 // The filtered, unnormalised weights of one row: kept(x) for a logit x of the row. When n >= 0 the
 // kept set is exactly the n candidates id[j] with weights w[j] (0 where top-p dropped them).
@@ -114,36 +123,68 @@ struct RowFilter {
   }
 };
 
-// Three passes over the row in all: (1) a histogram of the logits near the maximum, with the row's
-// weight when top-p alone decides; (2) the candidates, the bins down to the one where the k-th
-// logit (or the top-p mass) falls; then top-k and top-p exactly among them in shared memory.
-// False, with nothing decided, when the candidates do not fit.
-__device__ inline bool filter_candidates(const float* row, int V, bool top_k, const e3::SamplingParams& sp, RowFilter& f,
-                                         FilterShared& c, float* scratch) {
+// Gathers the logits take(x) accepts into shared memory (one pass over the row, whole warps
+// appending in turn); false when more than kFilterCandidates are taken.
+template <class Take>
+__device__ inline bool gather_candidates(const float* row, int V, FilterShared& c, Take take) {
+  const int lane = threadIdx.x & 31;
+  if (threadIdx.x == 0) c.filled = 0;
+  __syncthreads();
+  constexpr int kAhead = 8;
+  for (int i0 = 0; i0 < V; i0 += kAhead * blockDim.x) {  // whole warps, for the ballot
+    float x[kAhead];
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) {
+      const int i = i0 + u * blockDim.x + threadIdx.x;
+      x[u] = i < V ? __ldg(row + i) : NAN;  // NaN: taken by no filter
+    }
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) {
+      const int i = i0 + u * blockDim.x + threadIdx.x;
+      const bool taken = i < V && take(x[u]);
+      const unsigned m = __ballot_sync(0xffffffffu, taken);
+      if (!m) continue;
+      int base = 0;
+      if (lane == 0) base = atomicAdd(&c.filled, __popc(m));
+      base = __shfl_sync(0xffffffffu, base, 0) + __popc(m & ((1u << lane) - 1u));
+      if (taken && base < kFilterCandidates) {
+        c.x[base] = x[u];
+        c.at[base] = i;
+      }
+    }
+  }
+  __syncthreads();
+  return c.filled <= kFilterCandidates;
+}
+
+// Top-p alone: the bin of the logits near the maximum where the top-p share of the row's weight
+// is reached (one pass: a histogram of their weight, and the row's weight into row_total); -1 when
+// the nucleus reaches past the bins or holds more logits than the candidates can.
+__device__ inline int top_p_last_bin(const float* row, int V, const e3::SamplingParams& sp, const RowFilter& f,
+                                     FilterShared& c, float* scratch, float& row_total) {
   const int lane = threadIdx.x & 31;
   for (int i = threadIdx.x; i < kFilterBins; i += blockDim.x) {
     c.count[i] = 0;
     c.mass[i] = 0.0f;
   }
-  if (threadIdx.x == 0) c.filled = 0;
   __syncthreads();
   float all = 0.0f;
   for_row(row, V, [&](int, float x) {
-    const float w = top_k ? 0.0f : f.weight(x);
+    const float w = f.weight(x);
     const int b = filter_bin(f.mx, x);
     all += w;
     if (b < kFilterBins) {
       atomicAdd(&c.count[b], 1u);
-      if (!top_k) atomicAdd(&c.mass[b], w);
+      atomicAdd(&c.mass[b], w);
     }
   });
-  const float row_total = block_sum(all, scratch);  // syncs: the histogram is complete
-  if (threadIdx.x < 32) {  // lane l holds bins [8l, 8l + 8); the last bin is where the need is met
-    const float need = top_k ? float(sp.top_k) : sp.top_p * row_total;
+  row_total = block_sum(all, scratch);  // syncs: the histogram is complete
+  if (threadIdx.x < 32) {  // lane l holds bins [8l, 8l + 8)
+    const float need = sp.top_p * row_total;
     float mine = 0.0f;
     unsigned n = 0;
     for (int d = 0; d < 8; ++d) {
-      mine += top_k ? float(c.count[lane * 8 + d]) : c.mass[lane * 8 + d];
+      mine += c.mass[lane * 8 + d];
       n += c.count[lane * 8 + d];
     }
     float incl = mine;
@@ -158,49 +199,29 @@ __device__ inline bool filter_candidates(const float* row, int V, bool top_k, co
       }
     }
     const unsigned lanes = __ballot_sync(0xffffffffu, incl >= need);
-    if (lanes == 0 && lane == 0) c.n = -1;  // the kept set reaches beyond the bins
+    if (lanes == 0 && lane == 0) c.last_bin = -1;
     if (lanes && lane == __ffs(int(lanes)) - 1) {
       float acc = incl - mine;
       unsigned cnt = n_incl - n;
       int d = lane * 8;
       for (;; ++d) {  // the lane's last bin where the re-summation falls short by rounding
-        acc += top_k ? float(c.count[d]) : c.mass[d];
+        acc += c.mass[d];
         cnt += c.count[d];
         if (acc >= need || d == lane * 8 + 7) break;
       }
-      c.last_bin = d;
-      c.n = cnt <= unsigned(kFilterCandidates) ? int(cnt) : -1;
+      c.last_bin = cnt <= unsigned(kFilterCandidates) ? d : -1;
     }
   }
   __syncthreads();
-  if (c.n < 0) return false;
-  const int last = c.last_bin;
-  constexpr int kAhead = 8;
-  for (int i0 = 0; i0 < V; i0 += kAhead * blockDim.x) {  // whole warps, for the ballot
-    float x[kAhead];
-#pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      const int i = i0 + u * blockDim.x + threadIdx.x;
-      x[u] = i < V ? __ldg(row + i) : -INFINITY;
-    }
-#pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      const int i = i0 + u * blockDim.x + threadIdx.x;
-      const bool take = filter_bin(f.mx, x[u]) <= last;
-      const unsigned m = __ballot_sync(0xffffffffu, take);
-      if (!m) continue;
-      int base = 0;
-      if (lane == 0) base = atomicAdd(&c.filled, __popc(m));
-      base = __shfl_sync(0xffffffffu, base, 0) + __popc(m & ((1u << lane) - 1u));
-      if (take && base < kFilterCandidates) {
-        c.x[base] = x[u];
-        c.at[base] = i;
-      }
-    }
-  }
+  return c.last_bin;
+}
+
+// Top-k and top-p decided exactly among the gathered candidates, which hold every logit the filter
+// keeps, put in id order. row_total: the row's weight where top-p alone decides.
+__device__ inline void filter_among_candidates(bool top_k, const e3::SamplingParams& sp, RowFilter& f, FilterShared& c,
+                                               float* scratch, float row_total) {
+  const int n = c.filled;
   if (threadIdx.x == 0) c.key = 0u;
-  __syncthreads();
-  const int n = min(c.filled, kFilterCandidates);
   for (int j = threadIdx.x; j < n; j += blockDim.x) {  // into id order, by rank
     const int id = c.at[j];
     int r = 0;
@@ -247,22 +268,37 @@ __device__ inline bool filter_candidates(const float* row, int V, bool top_k, co
     f.total = total;
   }
   f.n = n;
-  return true;
 }
 
-// The row's filter under sp (temperature > 0), its maximum mx given.
+// The row's filter under sp (temperature > 0), its maximum mx given by row_argmax, which ran just
+// before and left each thread's maximum. Two passes over the row where the kept set fits in shared
+// memory: top-k gathers the logits at least the k-th largest of the threads' maxima (a lower bound
+// of the row's k-th largest); top-p alone, after a histogram pass, those down to the bin where its
+// mass is reached. Otherwise (a top-k past the threads, many ties, a flat row) over the row.
 __device__ inline RowFilter make_filter(const float* row, int V, float mx, const e3::SamplingParams& sp, float* scratch) {
-  __shared__ FilterShared c;
+  FilterShared& c = filter_shared();
   RowFilter f{mx, 1.0f / sp.temperature, 0u, 0u, 0.0f, -1, c.w, c.id};
   const bool top_k = sp.top_k > 0 && sp.top_k < V, top_p = sp.top_p < 1.0f;
-  if ((top_k || top_p) && filter_candidates(row, V, top_k, sp, f, c, scratch)) return f;
-  // Over the whole row: no filter, a top-k past the candidates, or a flat row.
+  if (top_k && sp.top_k <= int(blockDim.x)) {
+    const uint32_t pivot = kth_largest_key([&](auto fn) { fn(c.best[threadIdx.x]); }, sp.top_k);
+    if (gather_candidates(row, V, c, [&](float x) { return float_key(x) >= pivot; })) {
+      filter_among_candidates(true, sp, f, c, scratch, 0.0f);
+      return f;
+    }
+  } else if (!top_k && top_p) {
+    float row_total = 0.0f;
+    const int last = top_p_last_bin(row, V, sp, f, c, scratch, row_total);
+    if (last >= 0 && gather_candidates(row, V, c, [&](float x) { return filter_bin(mx, x) <= last; })) {
+      filter_among_candidates(false, sp, f, c, scratch, row_total);
+      return f;
+    }
+  }
   auto sum = [&](auto weight_of) {
     float local = 0.0f;
     for_row(row, V, [&](int, float x) { local += weight_of(f.weight(x)); });
     return block_sum(local, scratch);
   };
-  if (top_k) f.k_key = kth_largest_key(row, V, sp.top_k);
+  if (top_k) f.k_key = kth_largest_key([&](auto fn) { for_row(row, V, [&](int, float x) { fn(x); }); }, sp.top_k);
   const float total = sum([](float w) { return w; });
   if (top_p) {  // weights are >= 0, so their float bits order them
     uint32_t lo = 0, hi = 0x7f800000u;  // invariant: mass(w >= lo) >= top_p · total
@@ -352,7 +388,8 @@ __device__ int draw_filtered(const RowFilter& f, const float* row, int V, float 
       V, u, [&](int i) { const float w = f.kept(row[i]); return w > 0.0f && excluded(i) ? 0.0f : w; }, fallback, prefix);
 }
 
-// Row maximum and its lowest index (argmax) over the block.
+// Row maximum and its lowest index (argmax) over the block; each thread's maximum is kept for
+// make_filter.
 __device__ __forceinline__ float row_argmax(const float* row, int V, int* arg, float* scratch) {
   float best = -INFINITY;
   int best_i = V;
@@ -362,6 +399,7 @@ __device__ __forceinline__ float row_argmax(const float* row, int V, int* arg, f
       best_i = i;
     }
   });
+  filter_shared().best[threadIdx.x] = best;  // make_filter's pivot for top-k
   float mx = block_max(best, scratch);
   __shared__ int a;
   if (threadIdx.x == 0) a = V;
