@@ -5,7 +5,7 @@
  * batch sizes up to 2× apart and one choice may be measured while the batch is full, another
  * while it drains; a median, because the iterations that capture a new graph are tens of times
  * slower). The best one runs; the others are re-measured now and then, less often while the best
- * one holds (far less often when it leads clearly), so that speculation that does not pay stops.
+ * one holds (far less often, at once, when it leads clearly), so that speculation that does not pay stops.
  */
 import type { TreePolicy, TreeShape } from "./tree-policy.js";
 
@@ -61,8 +61,10 @@ export class SpeculationPolicy {
     if (pick < 0 && b.iteration >= b.nextProbe) {
       pick = b.followUp >= 0 ? b.followUp : b.arms.reduce((oldest, a, i) => (i !== b.best && (oldest < 0 || a.lastTried < b.arms[oldest].lastTried) ? i : oldest), -1);
       b.followUp = -1;
+      // A clear leader is questioned on the long interval at once: on a short run (a batch that
+      // drains through its buckets) the doubling would not reach it before the run ends.
+      b.interval = clearLead(b) ? CLEAR_INTERVAL : Math.min(2 * b.interval, MAX_INTERVAL);
       b.nextProbe = b.iteration + b.interval;
-      b.interval = Math.min(2 * b.interval, clearLead(b) ? CLEAR_INTERVAL : MAX_INTERVAL);
     }
     if (pick < 0) pick = b.best;
     b.arms[pick].lastTried = b.iteration;

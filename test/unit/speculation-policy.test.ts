@@ -57,6 +57,13 @@ describe("speculation policy", () => {
     expect(changed.get("3/1/4")!).toBeGreaterThan(1900);
   });
 
+  it("questions a clear leader rarely from its first probe on (a short run pays for few probes)", () => {
+    const policy = new SpeculationPolicy(new TreePolicy());
+    const runs = simulate(policy, 16, (c) => (c.kind === "plain" ? 3 : 1.2), 400);
+    // Each tree: its two measurements, then at most one probe in the 400 iterations.
+    for (const [choice, n] of runs) if (choice !== "plain") expect(n, choice).toBeLessThanOrEqual(3);
+  });
+
   it("speculates only where a tree measures clearly faster than plain decoding", () => {
     const near = simulate(new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 })), 8, (c) => (c.kind === "plain" ? 3 : 3.09), 500);
     expect(near.get("plain")!).toBeGreaterThan(450);
