@@ -186,8 +186,8 @@ export class Scheduler {
   }
 
   /**
-   * Decoding with a draft: a round, or plain steps where those measure faster (pipelined for as long
-   * as the policy keeps choosing them). The number of iterations it ran.
+   * Decoding with a draft: rounds, or plain steps where those measure faster, either pipelined for
+   * as long as the policy keeps choosing the same kind. The number of iterations it ran.
    */
   private async decodeSpeculative(): Promise<number> {
     const seqs = this.running.filter((s) => !s.done);
