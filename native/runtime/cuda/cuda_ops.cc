@@ -305,7 +305,7 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
   }
   if (M == 0) return;
   bool f32 = out.dtype() == DType::F32;
-  if (use_gemv(M, K)) {
+  if (use_gemv(M, N, K)) {
     check(e3k::gemv(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out), f32 ? out.ptr<float>() : nullptr,
                     int(M), int(N), int(K), stream_),
           "gemv");
@@ -374,9 +374,14 @@ void CudaOps::silu_mul(const Tensor& gate_up, const Tensor& out) {
 // Measured on the H100 at the Qwen3-4B shapes (bench/results): the GEMV beats cuBLASLt for one
 // row (qkv 6.9 vs 15.1 µs, o 7.2 vs 19.0, gate_up 41.5 vs 45.3, down 20.1 vs 23.7, lm_head 249 vs
 // 274) and loses at eight (21 vs 14, 21 vs 19, 61 vs 39, 62 vs 24, 427 vs 280).
-bool CudaOps::use_gemv(int64_t m, int64_t k) const {
+// On the H200 (bench/results/kernels-qwen3-4b-h200-2026-12-03-run1.json) the skinny kernel also
+// wins one row of the large products (gate_up 23.7 vs 25.5 µs, down 14.1 vs 14.6, lm_head even),
+// the GEMV the small ones (qkv 8.8 vs 10.6, o 7.3 vs 7.4).
+constexpr int64_t kGemvMaxWeights = int64_t(20) << 20;
+
+bool CudaOps::use_gemv(int64_t m, int64_t n, int64_t k) const {
   bool fits = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0;
-  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1));
+  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1 && n * k < kGemvMaxWeights));
 }
 
 // Measured on the H200 at the Qwen3-4B shapes, graph-replayed (bench/results, 2026-12-03): with
@@ -386,7 +391,7 @@ bool CudaOps::use_gemv(int64_t m, int64_t k) const {
 // outputs.
 bool CudaOps::use_skinny(int64_t m, int64_t k) const {
   if (!e3k::skinny_fits(int(std::min<int64_t>(m, 1 << 20)), int(k))) return false;
-  return gemm_path_ == GemmPath::Skinny || (gemm_path_ == GemmPath::Auto && m >= 2 && m <= 16);
+  return gemm_path_ == GemmPath::Skinny || (gemm_path_ == GemmPath::Auto && m >= 1 && m <= 16);
 }
 
 void CudaOps::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) {

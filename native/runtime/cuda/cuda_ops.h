@@ -68,7 +68,7 @@ class CudaOps final : public Ops {
 
  private:
   float* workspace(Tensor& ws, size_t floats);  // ws grown to at least `floats` (the old one kept for graphs)
-  bool use_gemv(int64_t m, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
+  bool use_gemv(int64_t m, int64_t n, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
   bool use_skinny(int64_t m, int64_t k) const;  // the tensor-core kernel for a few rows
   cudaStream_t stream_ = nullptr;
   cudaEvent_t uploaded_ = nullptr;
