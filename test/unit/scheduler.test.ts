@@ -59,6 +59,13 @@ function scripted(catchUpMs = 0) {
   return { exec, scheduler };
 }
 
+/** Every token a request streams, once it is done. */
+async function collect(seq: Sequence): Promise<number[]> {
+  const out: number[] = [];
+  for await (const e of seq.events) out.push(...e.tokens);
+  return out;
+}
+
 async function until(seq: Sequence, generated: number): Promise<void> {
   for await (const _ of seq.events) if (seq.generated >= generated) return;
 }
@@ -200,11 +207,6 @@ describe("plain decoding, pipelined", () => {
     const scheduler = new Scheduler(exec, { maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 4, maxQueued: 8 });
     return { exec, scheduler };
   };
-  const collect = async (seq: Sequence) => {
-    const out: number[] = [];
-    for await (const e of seq.events) out.push(...e.tokens);
-    return out;
-  };
 
   it("launches each decode step before the previous one's tokens are back, and none past the length", async () => {
     const { exec, scheduler } = setup();
@@ -299,11 +301,6 @@ describe("speculative rounds, pipelined", () => {
       tree: new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }), speculation: "always",
     });
     return { exec, scheduler };
-  };
-  const collect = async (seq: Sequence) => {
-    const out: number[] = [];
-    for await (const e of seq.events) out.push(...e.tokens);
-    return out;
   };
 
   it("launches each round before the previous one's tokens are back, on bounds of the committed lengths, none that the length could end", async () => {
