@@ -173,6 +173,8 @@ export interface NativeDraftOptions {
   config: {
     hiddenSize: number; targetHiddenSize: number; numHeads: number; numKvHeads: number; headDim: number;
     intermediateSize: number; vocabSize: number; draftVocabSize: number; rmsNormEps: number; ropeTheta: number;
+    /** Multiplier of cos and sin (a yarn RoPE's attention factor; 1 otherwise). */
+    ropeScale?: number;
     rotaryDim: number; normBeforeResidual: boolean; normBeforeFc: boolean; fcNorm: boolean; applyFinalNorm: boolean;
     feedPostNorm: boolean;
   };
@@ -181,6 +183,8 @@ export interface NativeDraftOptions {
     fcNorm?: NativeTensor; hiddenNorm: NativeTensor; inputLayernorm: NativeTensor; postNorm: NativeTensor;
     finalNorm: NativeTensor; qkv: NativeTensor; o: NativeTensor; gateUp: NativeTensor; down: NativeTensor;
     vocabMap?: NativeTensor;
+    /** A scaled RoPE's inverse frequencies, f32 [rotaryDim / 2] (absent: from ropeTheta). */
+    ropeInvFreq?: NativeTensor;
   };
 }
 
@@ -236,6 +240,8 @@ export interface NativeOps {
   qkvRopeStore(
     qkv: NativeTensor, qNorm: NativeTensor | null, kNorm: NativeTensor | null, eps: number, positions: NativeTensor,
     rotaryDim: number, theta: number, layout: NativeAttentionLayout, qOut: NativeTensor, kCache: NativeTensor, vCache: NativeTensor,
+    /** A scaled RoPE's inverse frequencies (f32 [rotaryDim / 2]) instead of theta's, and the multiplier of cos and sin. */
+    invFreq?: NativeTensor | null, scale?: number,
   ): void;
   attention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, layout: NativeAttentionLayout, scale: number, out: NativeTensor): void;
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;

@@ -4,6 +4,7 @@ import { openCheckpoint } from "./checkpoint.js";
 import { type TargetConfig, readTargetConfig } from "./config.js";
 import { type LoadProgress, loadWeights } from "./load-weights.js";
 import { planQwenWeights, qwenWeightSpecs } from "./qwen-weights.js";
+import { scaledRope } from "./rope-frequencies.js";
 import type { DraftConfig } from "./draft-config.js";
 import { randomDraftConfig, randomDraftShapes, spreadVocabMap } from "./random-draft.js";
 import type { DraftPlan } from "./draft-weights.js";
@@ -191,14 +192,14 @@ export class TargetModel {
 /** The draft's native config and weights; the target's embedding / lm_head where the draft has none. */
 function nativeDraft(d: DraftBinding, w: Map<string, NativeTensor>, device: DeviceName) {
   const c = d.config;
-  if (c.ropeScaling) throw new Eagle3Error(ErrorCode.UNSUPPORTED_MODEL, `${d.dir}: draft RoPE scaling (${JSON.stringify(c.ropeScaling)}) is not implemented yet`);
+  const rope = c.ropeScaling ? scaledRope(c.ropeTheta, c.headDim, c.ropeScaling) : undefined;
   const g = (k: string) => w.get(`draft.${k}`);
   return {
     slots: d.slots,
     config: {
       hiddenSize: c.hiddenSize, targetHiddenSize: c.targetHiddenSize, numHeads: c.numHeads, numKvHeads: c.numKvHeads,
       headDim: c.headDim, intermediateSize: c.intermediateSize, vocabSize: c.vocabSize, draftVocabSize: c.draftVocabSize,
-      rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta, rotaryDim: c.headDim, normBeforeResidual: c.normBeforeResidual,
+      rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta, ropeScale: rope?.scale ?? 1, rotaryDim: c.headDim, normBeforeResidual: c.normBeforeResidual,
       normBeforeFc: c.normBeforeFc, fcNorm: c.fcNorm, applyFinalNorm: c.normOutput.applyFinalNorm, feedPostNorm: c.normOutput.feedPostNorm,
     },
     weights: {
@@ -208,6 +209,7 @@ function nativeDraft(d: DraftBinding, w: Map<string, NativeTensor>, device: Devi
       hiddenNorm: g("hiddenNorm")!, inputLayernorm: g("inputLayernorm")!, postNorm: g("postNorm")!, finalNorm: g("finalNorm")!,
       qkv: g("qkv")!, o: g("o")!, gateUp: g("gateUp")!, down: g("down")!,
       vocabMap: d.vocabMap && native().NativeTensor.fromBytes(d.vocabMap, "i32", [d.vocabMap.length], device),
+      ropeInvFreq: rope && native().NativeTensor.fromBytes(rope.invFreq, "f32", [rope.invFreq.length], device),
     },
   };
 }

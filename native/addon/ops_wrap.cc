@@ -143,11 +143,12 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   Napi::Value Linear(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.linear(T(i, 0, "x"), T(i, 1, "w"), opt_tensor(i[2], "bias"), T(i, 3, "out")); });
   }
-  // qkvRopeStore(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, qOut, kCache, vCache)
+  // qkvRopeStore(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, qOut, kCache, vCache, invFreq?, scale?)
   Napi::Value QkvRopeStore(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
+      e3::Rope rope{int(F(i, 5)), F(i, 6), opt_or_none(i[11], "invFreq"), i[12].IsNumber() ? F(i, 12) : 1.0f};
       o.qkv_rope_store(T(i, 0, "qkv"), opt_tensor(i[1], "qNorm"), opt_tensor(i[2], "kNorm"), F(i, 3), T(i, 4, "positions"),
-                       int(F(i, 5)), F(i, 6), parse_layout(i[7]), T(i, 8, "qOut"), T(i, 9, "kCache"), T(i, 10, "vCache"));
+                       rope, parse_layout(i[7]), T(i, 8, "qOut"), T(i, 9, "kCache"), T(i, 10, "vCache"));
     });
   }
   // attention(q, kCache, vCache, layout, scale, out)

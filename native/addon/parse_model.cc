@@ -119,6 +119,7 @@ e3::DraftConfig parse_draft_config(const Napi::Object& o) {
   c.draft_vocab = int(get_int(o, "draftVocabSize", c.vocab));
   c.eps = float(get_number(o, "rmsNormEps", 1e-6, true));
   c.rope_theta = float(get_number(o, "ropeTheta", 10000, true));
+  c.rope_scale = float(get_number(o, "ropeScale", 1));
   c.rotary_dim = int(get_int(o, "rotaryDim", c.head_dim));
   c.norm_before_residual = get_bool(o, "normBeforeResidual", false);
   c.norm_before_fc = get_bool(o, "normBeforeFc", false);
@@ -133,6 +134,7 @@ e3::DraftWeights parse_draft_weights(const Napi::Object& o) {
   w.embed = tensor(o, "embed");
   w.fc = tensor(o, "fc");
   w.fc_bias = optional_tensor(o, "fcBias");
+  w.rope_inv_freq = optional_tensor(o, "ropeInvFreq");
   w.input_norm = optional_tensor(o, "inputNorm");
   w.fc_norm = optional_tensor(o, "fcNorm");
   w.hidden_norm = tensor(o, "hiddenNorm");

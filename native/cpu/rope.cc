@@ -6,15 +6,18 @@
 
 namespace e3 {
 
-// HF's inverse frequencies, computed in float32 as transformers does.
-static std::vector<float> inv_freq(int rotary_dim, float theta) {
-  std::vector<float> f(static_cast<size_t>(rotary_dim / 2));
-  for (int i = 0; i < rotary_dim / 2; ++i) f[size_t(i)] = 1.0f / std::pow(theta, float(2 * i) / float(rotary_dim));
+// The rope's inverse frequencies: its table, or HF's, computed in float32 as transformers does.
+static std::vector<float> inv_freq(const Rope& rope) {
+  const int half = rope.rotary_dim / 2;
+  if (rope.inv_freq.defined()) return std::vector<float>(rope.inv_freq.ptr<float>(), rope.inv_freq.ptr<float>() + half);
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i) f[size_t(i)] = 1.0f / std::pow(rope.theta, float(2 * i) / float(rope.rotary_dim));
   return f;
 }
 
 // One head in place: optional RMSNorm over d, then rotate-half RoPE over the first rotary_dim dims.
-static void norm_rope_head(float* x, int d, const Tensor* norm, float eps, int pos, const std::vector<float>& freq) {
+static void norm_rope_head(float* x, int d, const Tensor* norm, float eps, int pos, const std::vector<float>& freq,
+                           float scale) {
   if (norm) {
     double ss = 0;
     for (int i = 0; i < d; ++i) ss += double(x[i]) * x[i];
@@ -24,7 +27,7 @@ static void norm_rope_head(float* x, int d, const Tensor* norm, float eps, int p
   int half = int(freq.size());
   for (int i = 0; i < half; ++i) {
     float angle = float(pos) * freq[size_t(i)];
-    float c = std::cos(angle), s = std::sin(angle);
+    float c = std::cos(angle) * scale, s = std::sin(angle) * scale;
     float a = x[i], b = x[i + half];
     x[i] = a * c - b * s;
     x[i + half] = b * c + a * s;
@@ -32,7 +35,7 @@ static void norm_rope_head(float* x, int d, const Tensor* norm, float eps, int p
 }
 
 void CpuOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                            const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,
+                            const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
                             const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
   expect_dtype(qkv, DType::F32, "qkv_rope_store qkv");
   expect_dtype(positions, DType::I32, "qkv_rope_store positions");
@@ -40,10 +43,10 @@ void CpuOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tenso
   E3_ARG(qkv.dim(1) == (nh + 2 * nkv) * d, "qkv_rope_store: " + qkv.describe() + " does not split into " +
                                                std::to_string(nh) + "+2x" + std::to_string(nkv) + " heads of " +
                                                std::to_string(d));
-  E3_ARG(rotary_dim > 0 && rotary_dim <= d && rotary_dim % 2 == 0, "qkv_rope_store: bad rotary_dim");
+  check_rope(rope, d, Device::CPU);
   expect_shape(q_out, {T, nh, d}, "qkv_rope_store q_out");
   int64_t slots_total = k_cache.dim(0);
-  std::vector<float> freq = inv_freq(rotary_dim, rope_theta);
+  std::vector<float> freq = inv_freq(rope);
   std::vector<float> head(static_cast<size_t>(d));
   const int32_t* slot = layout.slots.ptr<int32_t>();
   const int32_t* pos = positions.ptr<int32_t>();
@@ -54,10 +57,10 @@ void CpuOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tenso
       std::copy(row + h * d, row + (h + 1) * d, head.begin());
       float* dst;
       if (h < nh) {
-        norm_rope_head(head.data(), int(d), q_norm, eps, pos[t], freq);
+        norm_rope_head(head.data(), int(d), q_norm, eps, pos[t], freq, rope.scale);
         dst = q_out.ptr<float>() + (t * nh + h) * d;
       } else if (h < nh + nkv) {
-        norm_rope_head(head.data(), int(d), k_norm, eps, pos[t], freq);
+        norm_rope_head(head.data(), int(d), k_norm, eps, pos[t], freq, rope.scale);
         dst = k_cache.ptr<float>() + (int64_t(slot[t]) * nkv + (h - nh)) * d;
       } else {
         dst = v_cache.ptr<float>() + (int64_t(slot[t]) * nkv + (h - nh - nkv)) * d;

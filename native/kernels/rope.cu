@@ -18,11 +18,11 @@ __global__ void __launch_bounds__(kWarps * 32) qkv_rope_store_kernel(QkvRopeArgs
   float pos = float(a.positions[t]);
   // One angle per frequency; cos/sin rounded to bf16 as transformers does.
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
-    float inv_freq = 1.0f / powf(a.theta, float(2 * j) / float(a.rotary_dim));
+    float inv_freq = a.inv_freq ? a.inv_freq[j] : 1.0f / powf(a.theta, float(2 * j) / float(a.rotary_dim));
     float sn, cs;
     sincosf(pos * inv_freq, &sn, &cs);
-    cos_t[j] = rbf(cs);
-    sin_t[j] = rbf(sn);
+    cos_t[j] = rbf(cs * a.scale);
+    sin_t[j] = rbf(sn * a.scale);
   }
   float* h = buf[warp];
   bool live = head < total;

@@ -18,6 +18,8 @@ struct QkvRopeArgs {
   bf16* v_cache;
   int tokens, heads, kv_heads, head_dim, rotary_dim;
   float eps, theta;
+  const float* inv_freq;  // [rotary_dim / 2], or null: theta^(−2j / rotary_dim)
+  float scale;            // of cos and sin
 };
 
 cudaError_t qkv_rope_store(const QkvRopeArgs& a, cudaStream_t s);

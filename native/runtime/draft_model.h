@@ -12,6 +12,7 @@ struct DraftConfig {
   int hidden = 0, target_hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0;
   int vocab = 0, draft_vocab = 0;
   float eps = 1e-6f, rope_theta = 10000.0f;
+  float rope_scale = 1.0f;            // of cos and sin (yarn's attention factor)
   int rotary_dim = 0;
   bool norm_before_residual = false;  // residual = hidden_norm(h)
   bool norm_before_fc = false;        // one RMSNorm over the 3·Ht features (input_norm)
@@ -32,6 +33,7 @@ struct DraftWeights {
   Tensor down;                        // [H, I]
   Tensor lm_head;                     // [Vd, H]
   Tensor vocab_map;                   // i32 [Vd]: target id of each draft id (undefined when Vd = V)
+  Tensor rope_inv_freq;               // f32 [rotary_dim / 2]: a scaled RoPE's (undefined: from rope_theta)
 };
 
 // One draft forward over T tokens. Exactly one of features / recurrent is defined.

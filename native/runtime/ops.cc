@@ -13,6 +13,16 @@ double Ops::timer_stop_ms() {
   return t->ms();
 }
 
+void check_rope(const Rope& rope, int64_t d, Device device) {
+  E3_ARG(rope.rotary_dim > 0 && rope.rotary_dim <= d && rope.rotary_dim % 2 == 0,
+         "qkv_rope_store: rotary_dim " + std::to_string(rope.rotary_dim) + " for heads of " + std::to_string(d));
+  if (rope.inv_freq.defined())
+    E3_ARG(rope.inv_freq.device() == device && rope.inv_freq.dtype() == DType::F32 &&
+               rope.inv_freq.numel() == rope.rotary_dim / 2,
+           "qkv_rope_store: inverse frequencies must be f32 [" + std::to_string(rope.rotary_dim / 2) +
+               "] on the op's device, got " + rope.inv_freq.describe());
+}
+
 void check_copy(Device device, const Tensor& src, const Tensor& dst) {
   E3_ARG(src.defined() && dst.defined() && src.device() == device && dst.device() == device &&
              src.dtype() == dst.dtype() && src.numel() == dst.numel(),

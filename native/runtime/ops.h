@@ -47,6 +47,16 @@ struct TreeState {
   Tensor live;    // i32 [B, K] flat indices of the nodes the next draft step runs on
 };
 
+// A model's rotary embedding: rotate-half over the first rotary_dim dims of a head, at inverse
+// frequencies theta^(−2i / rotary_dim), or at those of a table (scaled RoPE: linear, llama3, yarn),
+// with cos and sin multiplied by scale (yarn's attention factor).
+struct Rope {
+  int rotary_dim = 0;
+  float theta = 10000.0f;
+  Tensor inv_freq;  // f32 [rotary_dim / 2] on the op's device, or undefined
+  float scale = 1.0f;
+};
+
 // Where add_rmsnorm also writes the new residual (a target layer's output, kept for the draft):
 // row r into dst[rows[r], c : c + n] (row r when rows is undefined) for each offset c in cols, at
 // most three. Fused into the norm so that keeping features costs no launch of its own.
@@ -56,6 +66,8 @@ struct ResidualCapture {
   std::vector<int64_t> cols;  // column offsets into dst; empty: nothing is captured
 };
 
+// Throws unless `rope` fits heads of d dims on `device`.
+void check_rope(const Rope& rope, int64_t d, Device device);
 // Throws unless copy(src, dst) is valid on `device`.
 void check_copy(Device device, const Tensor& src, const Tensor& dst);
 
@@ -79,12 +91,11 @@ class Ops {
   // out[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]); out may be f32 (logits) or act dtype.
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) = 0;
   // Splits fused qkv [T, (nh + 2·nkv)·d] into q/k/v heads, applies the optional per-head RMSNorm
-  // (Qwen3 q_norm/k_norm), rotate-half RoPE on the first rotary_dim dims at positions[t], writes
-  // q to q_out [T, nh, d] and k, v to the cache at layout.slots.
+  // (Qwen3 q_norm/k_norm), the rope at positions[t], writes q to q_out [T, nh, d] and k, v to the
+  // cache at layout.slots.
   virtual void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                              const Tensor& positions, int rotary_dim, float rope_theta,
-                              const AttentionLayout& layout, const Tensor& q_out, const Tensor& k_cache,
-                              const Tensor& v_cache) = 0;
+                              const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
+                              const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) = 0;
   // out[T, nh, d] = softmax(q kᵀ · scale + mask) v over each token's visible context.
   // k_cache / v_cache: [num_pages · page_size, nkv, d].
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

@@ -149,7 +149,8 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     { heads: 28, kv: 4, d: 128, norm: false, rot: 128, tokens: 111 },
     { heads: 4, kv: 2, d: 24, norm: true, rot: 24, tokens: 1 },
     { heads: 16, kv: 2, d: 256, norm: true, rot: 64, tokens: 9 },
-  ])("qkv_rope_store $heads/$kv heads of $d, norm $norm, rotary $rot, $tokens tokens", (c) => {
+    { heads: 8, kv: 2, d: 128, norm: false, rot: 128, tokens: 13, scaled: true },
+  ])("qkv_rope_store $heads/$kv heads of $d, norm $norm, rotary $rot, $tokens tokens, scaled table $scaled", (c) => {
     const r = rng(c.d * 7 + c.tokens);
     const h = hostLayout([{ qLen: c.tokens, kvLen: c.tokens + 300 }], 16, 64, r);
     const width = (c.heads + 2 * c.kv) * c.d;
@@ -161,8 +162,10 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
       const dt = dev === "cpu" ? "f32" : "bf16";
       const q = poisoned(dt, [c.tokens, c.heads, c.d], dev);
       const kc = poisoned(dt, [slots, c.kv, c.d], dev), vc = poisoned(dt, [slots, c.kv, c.d], dev);
+      // A yarn-like RoPE: its own inverse frequencies (here theta's, slowed 4× past half the dims) and cos/sin scaled.
+      const table = c.scaled ? tensor(Float32Array.from({ length: c.rot / 2 }, (_, j) => 1e6 ** (-2 * j / c.rot) / (j > c.rot / 4 ? 4 : 1)), "f32", [c.rot / 2], dev) : null;
       ops.qkvRopeStore(qkv, norms?.[0][i] ?? null, norms?.[1][i] ?? null, 1e-6, tensor(positions, "i32", [c.tokens], dev),
-        c.rot, 1e6, deviceLayout(h, dev), q, kc, vc);
+        c.rot, 1e6, deviceLayout(h, dev), q, kc, vc, table, c.scaled ? 1.1386 : 1);
       return { q, k: rowsAt(kc, h.slots, c.kv * c.d), v: rowsAt(vc, h.slots, c.kv * c.d) };
     };
     const want = run(cpu(), "cpu", qkvc, 0), got = run(gpu(), "cuda", qkvg, 1);

@@ -325,7 +325,7 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
 }
 
 void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                             const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,
+                             const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
                              const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
   on_gpu(qkv, DType::BF16, "qkv_rope_store qkv");
   on_gpu(positions, DType::I32, "qkv_rope_store positions");
@@ -336,12 +336,13 @@ void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tens
   E3_ARG(qkv.dim(1) == (nh + 2 * nkv) * d && q_out.dim(0) == T && d <= 256,
          "qkv_rope_store: " + qkv.describe() + " does not split into q " + q_out.describe() + " and kv of " +
              std::to_string(nkv) + " heads (head_dim at most 256)");
-  E3_ARG(rotary_dim > 0 && rotary_dim <= d && rotary_dim % 2 == 0, "qkv_rope_store: bad rotary_dim");
+  check_rope(rope, d, Device::CUDA);
   if (q_norm) on_gpu(*q_norm, DType::BF16, "q_norm");
   if (k_norm) on_gpu(*k_norm, DType::BF16, "k_norm");
   e3k::QkvRopeArgs a{bf(qkv), q_norm ? bf(*q_norm) : nullptr, k_norm ? bf(*k_norm) : nullptr,
                      positions.ptr<int32_t>(), layout.slots.ptr<int32_t>(), bf(q_out), bf(k_cache), bf(v_cache),
-                     int(T), int(nh), int(nkv), int(d), rotary_dim, eps, rope_theta};
+                     int(T), int(nh), int(nkv), int(d), rope.rotary_dim, eps, rope.theta,
+                     rope.inv_freq.defined() ? rope.inv_freq.ptr<float>() : nullptr, rope.scale};
   check(e3k::qkv_rope_store(a, stream_), "qkv_rope_store");
 }
 

@@ -31,7 +31,7 @@ class CudaOps final : public Ops {
                    const ResidualCapture& capture) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;
   void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                      const Tensor& positions, int rotary_dim, float rope_theta, const AttentionLayout& layout,
+                      const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
                       const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) override;
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
                  float scale, const Tensor& out) override;
