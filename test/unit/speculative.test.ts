@@ -234,6 +234,58 @@ describe("EAGLE-3 sampling follows the target distribution", () => {
   });
 });
 
+describe("EAGLE-3 sampling with chained rounds", () => {
+  it("with rounds chained, no two rounds share uniforms, and the sixth sampled token's frequencies match plain sampling's (two-sample chi-square)", async () => {
+    const prompt = [11, 22, 33];
+    const opts = { temperature: 1.5, topK: 0, topP: 1, maxTokens: 16, ignoreEos: true };
+    const n = 1500, at = 5;
+    const rounds = vi.spyOn(TargetModel.prototype, "speculativeRound");
+    const sixth = async (engine: Engine, seed0: number) => {
+      const counts = new Map<number, number>();
+      const jobs = Array.from({ length: n }, (_, s) => engine.complete({ tokens: prompt }, { ...opts, seed: seed0 + s }));
+      for (const c of await Promise.all(jobs)) counts.set(c.tokens[at], (counts.get(c.tokens[at]) ?? 0) + 1);
+      return counts;
+    };
+    try {
+      await using plain = await Engine.load({ model: target, device: "cpu", maxContext: 16, maxBatch: 8, maxQueued: 4096 });
+      await using spec = await Engine.load({ model: target, draft: drafts[0], device: "cpu", maxContext: 16, maxBatch: 8, maxQueued: 4096, tree: { steps: 2, topk: 4, draftTokens: 6 }, speculation: "always" });
+      const [a, b] = [await sixth(plain, 50_000), await sixth(spec, 90_000)];
+      const chained = rounds.mock.calls.filter(([r]) => r.chained).length;
+      expect(chained, "rounds launched chained").toBeGreaterThan(rounds.mock.calls.length / 6);
+      // No two rounds of a request draw from the same uniforms (seed, counter): a round launched
+      // before the one ahead of it is back takes a counter of its own.
+      const draws = new Set<string>();
+      let rows = 0;
+      for (const [r] of rounds.mock.calls) {
+        const dv = new DataView(r.sampling.buffer, r.sampling.byteOffset, r.sampling.byteLength);
+        for (let o = 0; o < r.sampling.byteLength; o += 32, rows++) draws.add(`${dv.getBigUint64(o + 16, true)}:${dv.getBigUint64(o + 24, true)}`);
+      }
+      expect(draws.size).toBe(rows);
+      // Tokens seen fewer than 10 times in both together pooled into one bin; then Σ (a − b)² / (a + b).
+      let chi = 0, bins = 0, restA = 0, restB = 0;
+      for (const t of new Set([...a.keys(), ...b.keys()])) {
+        const x = a.get(t) ?? 0, y = b.get(t) ?? 0;
+        if (x + y < 10) {
+          restA += x;
+          restB += y;
+        } else {
+          chi += (x - y) ** 2 / (x + y);
+          bins++;
+        }
+      }
+      if (restA + restB > 0) {
+        chi += (restA - restB) ** 2 / (restA + restB);
+        bins++;
+      }
+      const k = bins - 1, z = 3.09;  // 99.9th percentile, Wilson–Hilferty
+      const limit = k * (1 - 2 / (9 * k) + z * Math.sqrt(2 / (9 * k))) ** 3;
+      expect(chi, `chi-square ${chi.toFixed(1)} over ${bins} bins (limit ${limit.toFixed(1)})`).toBeLessThan(limit);
+    } finally {
+      rounds.mockRestore();
+    }
+  });
+});
+
 /** Σ_t1 p(t1) p(t2 | t1) for every t2, from the target's logits (batches of 128 continuations). */
 async function secondTokenMarginal(prompt: number[], temperature: number): Promise<Float64Array> {
   const batch = 128, len = prompt.length + 1;
