@@ -5,18 +5,29 @@ import { readTargetConfig } from "../model/config.js";
 import { numel } from "../model/dtype.js";
 import { planQwenWeights } from "../model/qwen-weights.js";
 import { UsageError, parse } from "./args.js";
+import { count } from "./format.js";
+import { inspectDraft, printDraft } from "./inspect-draft.js";
 
 const HELP = `usage: eagle3 inspect DIR [--json]
+       eagle3 inspect DRAFT_DIR --target DIR [--json]
 
 Reads DIR's config.json and safetensors headers (no weights) and reports the architecture, shapes,
-dtypes, shards, parameters and bytes, and whether eagle3-node will load it. Exits 1 with the coded
-error when it will not.`;
+dtypes, shards, parameters and bytes, and whether eagle3-node will load it. With --target, DIR is
+an EAGLE-3 draft head read as it would be loaded beside that target: its flavour, shapes, the
+target layers it takes features from, norms, RoPE and vocabulary mapping, checked against the
+target. Exits 1 with the coded error when it will not load.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const p = parse(argv, { json: { type: "boolean" } }, HELP, true);
+  const p = parse(argv, { json: { type: "boolean" }, target: { type: "string" } }, HELP, true);
   if (!p) return 0;
   if (p.positionals.length !== 1) throw new UsageError("give exactly one checkpoint directory", HELP);
   const dir = p.positionals[0];
+  if (typeof p.values.target === "string") {
+    const { report, problem } = await inspectDraft(dir, p.values.target);
+    if (p.values.json) console.log(JSON.stringify(report, null, 2));
+    else printDraft(report);
+    return problem ? 1 : 0;
+  }
   const report: Record<string, unknown> = { dir };
   let problem: Eagle3Error | undefined;
   try {
@@ -66,11 +77,4 @@ function print(r: Record<string, unknown>): void {
   }
   if (l.ok) console.log(`loads       yes: ${count(l.deviceBytes as number)}B on the device`);
   else console.log(`loads       no: ${l.code}: ${l.message}`);
-}
-
-/** 1234567 → "1.23 M" (decimal units). */
-function count(n: number): string {
-  const units: Array<[number, string]> = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
-  for (const [v, u] of units) if (n >= v) return `${(n / v).toFixed(2)} ${u}`;
-  return `${n} `;
 }

@@ -48,6 +48,25 @@ describe("eagle3 CLI", () => {
     expect(j.load.ok).toBe(true);
   });
 
+  it("inspect --target reads a draft head as it would load beside its target: flavour, feature layers, vocabulary map", async () => {
+    const r = await eagle3("inspect", join(FIXTURES, "eagle3-qwen3-tiny-bin"), "--target", join(FIXTURES, "qwen3-tiny"), "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.draft.flavour).toBe("eagle");
+    expect(j.draft.auxLayers).toEqual([0, 1, 2]);
+    expect(j.checkpoint.files).toEqual(["pytorch_model.bin"]);
+    expect(j.load).toMatchObject({ ok: true, ownEmbedding: false, vocabMap: "128 draft ids onto the target's 512" });
+    const text = await eagle3("inspect", join(FIXTURES, "eagle3-qwen3-tiny"), "--target", join(FIXTURES, "qwen3-tiny"));
+    expect(text.stdout).toMatch(/features {4}target layers 0, 1, 2/);
+    expect(text.stdout).toMatch(/loads {7}yes/);
+  });
+
+  it("inspect --target exits 1 naming the field a draft and its target disagree on", async () => {
+    const r = await eagle3("inspect", join(FIXTURES, "eagle3-qwen3-tiny"), "--target", join(FIXTURES, "qwen2-tiny"));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/ERR_DRAFT_MISMATCH: .*vocab_size 512 does not match the target's vocab_size 384/);
+  });
+
   it("inspect exits 1 with the coded error for a directory that is no checkpoint", async () => {
     const r = await eagle3("inspect", FIXTURES);
     expect(r.code).toBe(1);
