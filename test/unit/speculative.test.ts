@@ -139,6 +139,21 @@ describe("EAGLE-3 speculative decoding is lossless on the CPU", () => {
     for (const m of mine) expect(m.draftedTokens).toBe(m.rounds * (tree.draftTokens - 1));
   });
 
+  it("stays lossless with every other round profiled (phases timed one by one) amid chained rounds", async () => {
+    const g = await readGolden("qwen3-tiny");
+    const rounds = vi.spyOn(TargetModel.prototype, "speculativeRound");
+    try {
+      await using engine = await Engine.load({ model: target, draft: drafts[0], tree: shapes[1], speculation: "always", device: "cpu", maxContext: 128, maxBatch: 4, profileEvery: 2 });
+      const results = await Promise.all(g.prompts.map((p) => engine.complete({ tokens: p.ids }, { maxTokens: g.newTokens })));
+      results.forEach((r, i) => expect(r.tokens, `prompt ${i}`).toEqual(g.prompts[i].greedy_f32));
+      const calls = rounds.mock.calls.map(([r]) => r);
+      expect(calls.filter((r) => r.profile && r.chained).length, "profiled rounds launched chained").toBeGreaterThan(0);
+      expect(engine.stats().speculative!.profiledIterations).toBeGreaterThan(0);
+    } finally {
+      rounds.mockRestore();
+    }
+  });
+
   it("streams the same tokens with measured trees and plain steps mixed (the draft catching up), ragged prompts batched", async () => {
     const g = await readGolden("qwen3-tiny");
     await using plain = await Engine.load({ model: target, device: "cpu", maxContext: 128, maxBatch: 4 });
