@@ -390,16 +390,26 @@ export class Scheduler {
     });
   }
 
-  /** Whether a waiting request could join (finished sequences keep their place in `running` until a run ends). */
+  /**
+   * Whether the next waiting request could join if the run ended now: finished sequences keep their
+   * place in `running` and their pages until a run ends, so both are counted as free.
+   */
   private joinable(): boolean {
-    return this.waiting.length > 0 && this.running.filter((s) => !s.done).length < this.options.maxRunning;
+    if (!this.waiting.length) return false;
+    const done = this.running.filter((s) => s.done);
+    return this.running.length - done.length < this.options.maxRunning &&
+      this.pagesFor(this.waiting[0]) <= this.pages.free + done.reduce((n, s) => n + s.pages.length, 0);
+  }
+
+  /** KV pages a request's whole length needs, with a round's scratch. */
+  private pagesFor(seq: Sequence): number {
+    return Math.ceil((seq.promptLength + seq.maxNewTokens + this.scratch) / this.options.pageSize);
   }
 
   private admit(): void {
     while (this.waiting.length && this.running.length < this.options.maxRunning) {
       const seq = this.waiting[0];
-      const need = Math.ceil((seq.promptLength + seq.maxNewTokens + this.scratch) / this.options.pageSize);
-      const pages = this.pages.alloc(need);
+      const pages = this.pages.alloc(this.pagesFor(seq));
       if (!pages) return;
       seq.pages = pages;
       seq.slot = this.freeSlots.pop()!;

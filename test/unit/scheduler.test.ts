@@ -242,6 +242,16 @@ describe("plain decoding, pipelined", () => {
     expect(secondOut.slice(1).every((t) => firstOut.includes(t))).toBe(true);
   });
 
+  it("goes on pipelining while the waiting request could not get its pages anyway", async () => {
+    const exec = new CountingExecutor();
+    const scheduler = new Scheduler(exec, { maxStepTokens: 64, numPages: 4, pageSize: 16, maxRunning: 4, maxQueued: 8 });
+    // 3 of the 4 pages for the first, 2 for the second: it waits for the first to end.
+    const [first, second] = await Promise.all([collect(scheduler.submit([1, 2, 3], 40, GREEDY, new Set())),
+      collect(scheduler.submit([4, 5, 6], 20, GREEDY, new Set()))]);
+    expect([first.length, second.length]).toEqual([40, 20]);
+    expect(exec.fed.slice(2, 39).every(Boolean), "the first request's decode steps were fed").toBe(true);
+  });
+
   it("takes a waiting request in when a running one finishes, while the others go on", async () => {
     const exec = new CountingExecutor();
     const scheduler = new Scheduler(exec, { maxStepTokens: 64, numPages: 64, pageSize: 16, maxRunning: 2, maxQueued: 8 });
