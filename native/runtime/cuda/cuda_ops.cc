@@ -382,7 +382,8 @@ constexpr int64_t kGemvMaxWeights = int64_t(20) << 20;
 
 bool CudaOps::use_gemv(int64_t m, int64_t n, int64_t k) const {
   bool fits = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0;
-  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1 && n * k < kGemvMaxWeights));
+  const bool large = n * k >= kGemvMaxWeights && e3k::skinny_fits(1, int(k));  // the skinny kernel takes it
+  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1 && !large));
 }
 
 // Measured on the H200 at the Qwen3-4B shapes, graph-replayed (bench/results, 2026-12-03): with
