@@ -239,12 +239,12 @@ export class Scheduler {
       result.catch(() => {});  // awaited below; not an unhandled rejection meanwhile
       return { choice, bounds, profiled, result };
     };
-    const capacity = this.options.pageSize, room = this.scratch;
+    const { pageSize } = this.options, room = this.scratch;
     const chainable = (prev: Launched): boolean => {
       if (this.joinable()) return false;
       const grow = prev.choice.shape.steps + 1;
       return seqs.every((s, i) => !s.done && s.generated + grow < s.maxNewTokens &&
-        prev.bounds[i] + grow + room <= s.pages.length * capacity);
+        prev.bounds[i] + grow + room <= s.pages.length * pageSize);
     };
     let current: Launched | undefined = launch(first);
     let last = since, rounds = 0;

@@ -25,16 +25,6 @@ struct DoneRead final : Ops::PendingRead {
   void wait() override {}
 };
 
-}  // namespace
-
-// The CPU backend's work is done when its call returns: the copies happen at once.
-std::unique_ptr<Ops::PendingRead> CpuOps::download_async(const std::vector<HostRead>& reads) {
-  for (const HostRead& r : reads) copy_to_host(r.src, 0, r.dst, r.bytes);
-  return std::make_unique<DoneRead>();
-}
-
-namespace {
-
 // The CPU backend's work is done when its call returns: device time is host time.
 struct HostTimer final : Ops::DeviceTimer {
   double start = now_ms(), end = -1;
@@ -43,6 +33,12 @@ struct HostTimer final : Ops::DeviceTimer {
 };
 
 }  // namespace
+
+// The CPU backend's work is done when its call returns: the copies happen at once.
+std::unique_ptr<Ops::PendingRead> CpuOps::download_async(const std::vector<HostRead>& reads) {
+  for (const HostRead& r : reads) copy_to_host(r.src, 0, r.dst, r.bytes);
+  return std::make_unique<DoneRead>();
+}
 
 std::unique_ptr<Ops::DeviceTimer> CpuOps::start_timer() { return std::make_unique<HostTimer>(); }
 
