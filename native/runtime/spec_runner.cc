@@ -236,7 +236,7 @@ std::unique_ptr<SpecRunner::Round> SpecRunner::make_round(int B, const TreeShape
 // context 1. A chained round's live committed lengths and roots are then overwritten with what the
 // last round left (the upload and the copies are ordered on the device).
 void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int max_kv) {
-  const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps, N = r.shape.draft_tokens;
+  const int B = int(r.slots.size()), K = r.shape.topk, S = r.shape.steps;
   std::vector<int32_t> slots(r.slots), committed(r.committed), roots(r.roots), slot_rows;
   slots.resize(size_t(Bp), spare_slot_);
   committed.resize(size_t(Bp), 1);
@@ -259,19 +259,18 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
     ops_.copy(next_committed_.rows(0, B), rb.committed.rows(0, B));
     ops_.copy(next_roots_.rows(0, B), rb.roots.rows(0, B));
   }
-  // Host-side bounds of each step (launch configuration): the graph's context bucket, or r's own.
-  const int max_l = *std::max_element(r.committed.begin(), r.committed.end());
-  auto bind = [&](StepTensors& io, int first, int q) {
+  // Host-side bound of every step's context (launch configuration).
+  auto bind = [&](StepTensors& io) {
     io.layout.page_table = rb.page_table;
     io.layout.max_pages = width;
-    io.layout.max_kv_len = max_kv >= 0 ? max_kv : max_l + first + q;
+    io.layout.max_kv_len = max_kv;
   };
   for (int i = 1; i < S; ++i) {
-    bind(rb.drafts[size_t(i - 1)], (i - 1) * K, K);
+    bind(rb.drafts[size_t(i - 1)]);
     rb.drafts[size_t(i - 1)].layout.tree_base = rb.committed;
   }
-  bind(rb.verify, 0, N);
-  bind(rb.extend, 0, S + 1);
+  bind(rb.verify);
+  bind(rb.extend);
 }
 
 // Every step's positions, context lengths and cache slots from the committed lengths (the verify
@@ -386,10 +385,11 @@ std::unique_ptr<PendingRound> SpecRunner::launch_round(const HostSpecRound& r) {
   };
   // Rounds replay a graph per (batch bucket, shape, context bucket, page-table width, sampling).
   int Bp = Executor::batch_bucket(B);
-  int max_l = *std::max_element(r.committed.begin(), r.committed.end());
+  // Every step's context stays within the longest committed length plus the round's scratch.
+  const int max_kv = *std::max_element(r.committed.begin(), r.committed.end()) + tree_scratch(r.shape);
   // Context buckets start at 1024 so that a shape is captured once for short contexts: captures
   // cost tens of rounds, and the speculation policy tries shapes only now and then.
-  int kb = Executor::round_up_pow2(max_l + tree_scratch(r.shape), 1024), page = draft_kv_.page_size;
+  int kb = Executor::round_up_pow2(max_kv, 1024), page = draft_kv_.page_size;
   int width = Executor::round_up_pow2(std::max(r.max_pages, (kb + page - 1) / page), 1);
   Round* rb = nullptr;
   if (target_->graphs() && Bp > 0 && fits(Bp, r.shape)) {
@@ -424,7 +424,7 @@ std::unique_ptr<PendingRound> SpecRunner::launch_round(const HostSpecRound& r) {
         eager_->tree_parent.numel() != int64_t(B) * N)
       eager_ = make_round(B, r.shape);
     rb = eager_.get();
-    stage(*rb, r, B, r.max_pages, -1);
+    stage(*rb, r, B, r.max_pages, max_kv);
     res.stage_ms = ms_since(t0);
     if (r.profile) profiled(*rb, nullptr);
     else timed([&] {

@@ -112,8 +112,8 @@ class SpecRunner {
   bool fits(int64_t B, const TreeShape& s) const;
   // Allocates a Round's device-written tensors for B sequences of shape s.
   std::unique_ptr<Round> make_round(int B, const TreeShape& s);
-  // Stages r (padded to B sequences of max_pages, contexts bounded by max_kv, −1: by r's own
-  // lengths) and uploads it; a chained round takes its committed lengths and roots from the last.
+  // Stages r (padded to B sequences of max_pages, every step's context bounded by max_kv) and
+  // uploads it; a chained round takes its committed lengths and roots from the last.
   void stage(Round& rb, const HostSpecRound& r, int B, int max_pages, int max_kv);
   // The device work of a round, phase by phase: the draft tree (after the steps' layouts), its
   // verification, acceptance and the commit (KV compaction, draft extend, the next round's

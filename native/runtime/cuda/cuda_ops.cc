@@ -53,6 +53,7 @@ CudaOps::CudaOps() {
   check(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
   check(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming), "cudaEventCreate");
   read_staging_ = std::make_shared<ReadStaging>();
+  timer_events_ = std::make_shared<TimerEvents>();
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
   skinny_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kSkinnyMaxColumnBlocks});
   check(cudaMemset(skinny_arrivals_.data(), 0, skinny_arrivals_.nbytes()), "cudaMemset");
@@ -125,6 +126,32 @@ struct ReadStaging {
   void give(Buffer b) {
     std::lock_guard<std::mutex> lock(mu);
     free.push_back(b);
+  }
+};
+
+// Timing events, reused: a round takes two, and creating them is host work on the hot path.
+struct TimerEvents {
+  std::mutex mu;
+  std::vector<cudaEvent_t> free;
+  ~TimerEvents() {
+    for (cudaEvent_t e : free) cudaEventDestroy(e);
+  }
+  cudaEvent_t take() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!free.empty()) {
+        cudaEvent_t e = free.back();
+        free.pop_back();
+        return e;
+      }
+    }
+    cudaEvent_t e = nullptr;
+    check(cudaEventCreate(&e), "cudaEventCreate");
+    return e;
+  }
+  void give(cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    free.push_back(e);
   }
 };
 
@@ -206,17 +233,17 @@ void CudaOps::replay(int graph) {
 
 namespace {
 
-// A pair of events on the stream; ms() waits for the second.
+// A pair of events on the stream, taken from the pool and given back; ms() waits for the second.
 class EventTimer final : public Ops::DeviceTimer {
  public:
-  explicit EventTimer(cudaStream_t stream) : stream_(stream) {
-    check(cudaEventCreate(&start_), "cudaEventCreate");
-    check(cudaEventCreate(&stop_), "cudaEventCreate");
+  EventTimer(std::shared_ptr<TimerEvents> pool, cudaStream_t stream) : pool_(std::move(pool)), stream_(stream) {
+    start_ = pool_->take();
+    stop_ = pool_->take();
     check(cudaEventRecord(start_, stream_), "cudaEventRecord");
   }
   ~EventTimer() override {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
+    pool_->give(start_);
+    pool_->give(stop_);
   }
   void stop() override {
     check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
@@ -231,6 +258,7 @@ class EventTimer final : public Ops::DeviceTimer {
   }
 
  private:
+  std::shared_ptr<TimerEvents> pool_;
   cudaStream_t stream_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   bool stopped_ = false;
@@ -238,7 +266,7 @@ class EventTimer final : public Ops::DeviceTimer {
 
 }  // namespace
 
-std::unique_ptr<Ops::DeviceTimer> CudaOps::start_timer() { return std::make_unique<EventTimer>(stream_); }
+std::unique_ptr<Ops::DeviceTimer> CudaOps::start_timer() { return std::make_unique<EventTimer>(timer_events_, stream_); }
 
 void CudaOps::synchronize() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
 

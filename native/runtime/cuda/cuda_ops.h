@@ -14,6 +14,7 @@ namespace e3 {
 enum class GemmPath { Auto, Gemv, Skinny, CublasLt };
 
 struct ReadStaging;
+struct TimerEvents;
 
 class CudaOps final : public Ops {
  public:
@@ -80,6 +81,7 @@ class CudaOps final : public Ops {
   void* pinned_ = nullptr;               // staging for uploads
   size_t pinned_bytes_ = 0;
   std::shared_ptr<ReadStaging> read_staging_;  // pinned buffers and events of reads in flight
+  std::shared_ptr<TimerEvents> timer_events_;  // events of device timers, reused
 };
 
 }  // namespace e3
