@@ -232,7 +232,8 @@ export interface NativeAttentionLayout {
 /** One backend's ops on tensors of its device, run synchronously (kernel tests and timings). */
 export interface NativeOps {
   embedding(ids: NativeTensor, table: NativeTensor, out: NativeTensor): void;
-  rmsnorm(x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor): void;
+  /** Row-wise RMSNorm; `at`: rows of x gathered by index, written from column `col` of out's rows. */
+  rmsnorm(x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor, at?: { rows?: NativeTensor; col?: number }): void;
   /** With `capture`, the new residual's row r also goes to dst[rows?.[r] ?? r, c : c + n] for each c in cols (at most 3). */
   addRmsnorm(residual: NativeTensor, x: NativeTensor, w: NativeTensor, eps: number, out: NativeTensor,
     capture?: { dst: NativeTensor; rows?: NativeTensor | null; cols: number[] }): void;
@@ -245,6 +246,8 @@ export interface NativeOps {
   ): void;
   attention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, layout: NativeAttentionLayout, scale: number, out: NativeTensor): void;
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;
+  /** out = siluMul(gateUp) · wᵀ, the activation fused into the product where the backend can (`act`: its scratch where not). */
+  swigluLinear(gateUp: NativeTensor, w: NativeTensor, act: NativeTensor, out: NativeTensor): void;
   gatherRows(x: NativeTensor, rows: NativeTensor, out: NativeTensor): void;
   copyColumns(src: NativeTensor, dst: NativeTensor, col: number): void;
   /** The device work of the ops `fn` calls, recorded as a graph (not run); its id for replay(), or -1 without graphs (CPU: fn not called). */

@@ -62,6 +62,13 @@ export function benchKernels(cfg: TargetConfig, seqs: number, context: number, p
       let i = 0;
       add(`linear ${name} (${path})`, `${rows}×${n}×${k}`, time(() => ops.linear(x, ws[i++ % ws.length], null, o)), 2 * n * k, perStep);
     }
+    if (name === "down") {
+      // As the model runs it: over the activation of gate_up (fused where the skinny kernel runs).
+      ops.setGemmPath("auto");
+      const gu = T([rows, 2 * k]), act = T([rows, k]), o = T([rows, n]);
+      let i = 0;
+      add("swiglu_linear down", `${rows}×${n}×${k}`, time(() => ops.swigluLinear(gu, ws[i++ % ws.length], act, o)), 2 * n * k, perStep);
+    }
     for (const w of ws) w.dispose();
   }
   ops.setGemmPath("auto");

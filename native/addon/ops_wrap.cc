@@ -75,6 +75,16 @@ e3::ResidualCapture parse_capture(const Napi::Value& v) {
   return c;
 }
 
+e3::NormPlacement parse_placement(const Napi::Value& v) {
+  e3::NormPlacement at;
+  if (v.IsUndefined() || v.IsNull()) return at;
+  Napi::Object o = arg_object(v, "at");
+  at.rows = opt_or_none(o.Get("rows"), "at.rows");
+  at.col = get_int(o, "col", 0);
+  E3_ARG(at.col >= 0, "at.col must not be negative");
+  return at;
+}
+
 class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -86,6 +96,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::QkvRopeStore>("qkvRopeStore"),
         InstanceMethod<&OpsWrap::Attention>("attention"),
         InstanceMethod<&OpsWrap::SiluMul>("siluMul"),
+        InstanceMethod<&OpsWrap::SwigluLinear>("swigluLinear"),
         InstanceMethod<&OpsWrap::GatherRows>("gatherRows"),
         InstanceMethod<&OpsWrap::CopyColumns>("copyColumns"),
         InstanceMethod<&OpsWrap::ScatterRows>("scatterRows"),
@@ -133,7 +144,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
     return run(i, [&](e3::Ops& o) { o.embedding(T(i, 0, "ids"), T(i, 1, "table"), T(i, 2, "out")); });
   }
   Napi::Value Rmsnorm(const Napi::CallbackInfo& i) {
-    return run(i, [&](e3::Ops& o) { o.rmsnorm(T(i, 0, "x"), T(i, 1, "w"), F(i, 2), T(i, 3, "out")); });
+    return run(i, [&](e3::Ops& o) { o.rmsnorm(T(i, 0, "x"), T(i, 1, "w"), F(i, 2), T(i, 3, "out"), parse_placement(i[4])); });
   }
   Napi::Value AddRmsnorm(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
@@ -159,6 +170,9 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   }
   Napi::Value SiluMul(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.silu_mul(T(i, 0, "gateUp"), T(i, 1, "out")); });
+  }
+  Napi::Value SwigluLinear(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) { o.swiglu_linear(T(i, 0, "gateUp"), T(i, 1, "w"), T(i, 2, "act"), T(i, 3, "out")); });
   }
   Napi::Value GatherRows(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.gather_rows(T(i, 0, "x"), T(i, 1, "rows"), T(i, 2, "out")); });

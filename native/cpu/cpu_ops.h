@@ -10,7 +10,7 @@ class CpuOps final : public Ops {
   Device device() const override { return Device::CPU; }
   DType act_dtype() const override { return DType::F32; }
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
-  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, const NormPlacement& at) override;
   void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                    const ResidualCapture& capture) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;

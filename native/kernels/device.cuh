@@ -68,6 +68,9 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
 
 // Rounds through bf16, as every intermediate tensor op of transformers does.
 __device__ __forceinline__ float rbf(float x) { return __bfloat162float(__float2bfloat16(x)); }
+// SwiGLU's activation before its final rounding to bf16: silu(g) rounded as transformers' bf16
+// silu output is, times u. One definition for the activation kernel and the fused down product.
+__device__ __forceinline__ float silu_times(float g, float u) { return rbf(g / (1.0f + __expf(-g))) * u; }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -26,7 +26,7 @@ __global__ void silu_mul_kernel(const bf16* gate_up, bf16* out, int inter) {
   int64_t t = blockIdx.y;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inter; i += gridDim.x * blockDim.x) {
     float g = __bfloat162float(gate_up[t * 2 * inter + i]), u = __bfloat162float(gate_up[t * 2 * inter + inter + i]);
-    out[t * inter + i] = __float2bfloat16(rbf(g / (1.0f + __expf(-g))) * u);
+    out[t * inter + i] = __float2bfloat16(silu_times(g, u));
   }
 }
 

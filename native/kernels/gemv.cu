@@ -98,11 +98,22 @@ __device__ __forceinline__ void load16(uint4 (&dst)[2], const bf16* base, int ro
   }
 }
 
-template <int MT>
+// One row's SwiGLU activation for a 64-wide chunk, spread over the warp: each lane loads one bf16
+// pair of gate and up (coalesced) and activates it; `activate` then hands row 0's lanes (gid 0)
+// their 16 values by shuffles. Rounded as silu_mul rounds: the same bits as the two kernels apart.
+__device__ __forceinline__ uint32_t swiglu_pair(uint32_t g, uint32_t u) {
+  float2 a = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&g)), b = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&u));
+  __nv_bfloat162 r = __floats2bfloat162_rn(silu_times(a.x, b.x), silu_times(a.y, b.y));
+  return *reinterpret_cast<uint32_t*>(&r);
+}
+
+// SWIGLU (one row): x is gate_up [1, 2k] and the product's input its activation silu(gate) · up.
+template <int MT, bool SWIGLU>
 __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                      const bf16* __restrict__ bias, bf16* __restrict__ out,
                                                      float* __restrict__ out_f32, int m, int n, int k,
                                                      float* __restrict__ partials, unsigned* __restrict__ arrivals) {
+  static_assert(!SWIGLU || MT == 1, "the fused activation takes one row");
   __shared__ float red[4][MT * 16][17];
   __shared__ bool last;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
@@ -110,15 +121,33 @@ __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x,
   const int n0 = blockIdx.x * 16, kbeg = chunks * part / parts * kSkinnyChunk,
             kend = chunks * (part + 1) / parts * kSkinnyChunk;
   uint4 wb[2][2][2], xb[2][MT][2][2];  // [buffer][n-tile or m-tile(, half)][16 values]
+  uint32_t xg[2], xu[2];  // SWIGLU: this lane's gate and up pair of the chunk, as loaded
   auto load_w = [&](int buf, int kc) {
     load16(wb[buf][0], w, n0 + gid, n, k, kc, tig);
     load16(wb[buf][1], w, n0 + 8 + gid, n, k, kc, tig);
   };
   auto load_x = [&](int buf, int kc) {
+    if constexpr (SWIGLU) {
+      xg[buf] = __ldg(reinterpret_cast<const uint32_t*>(x + kc) + lane);
+      xu[buf] = __ldg(reinterpret_cast<const uint32_t*>(x + k + kc) + lane);
+    } else {
 #pragma unroll
-    for (int t = 0; t < MT; ++t) {
-      load16(xb[buf][t][0], x, t * 16 + gid, m, k, kc, tig);
-      load16(xb[buf][t][1], x, t * 16 + 8 + gid, m, k, kc, tig);
+      for (int t = 0; t < MT; ++t)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) load16(xb[buf][t][h], x, t * 16 + h * 8 + gid, m, k, kc, tig);
+    }
+  };
+  // SWIGLU: the chunk's activation, lane (0, tig)'s 16 values from lanes 8·tig … 8·tig + 7; zero
+  // in the rows past the first.
+  auto activate = [&](int buf) {
+    if constexpr (SWIGLU) {
+      const uint32_t act = swiglu_pair(xg[buf], xu[buf]);
+      uint32_t v[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = __shfl_sync(0xffffffffu, act, tig * 8 + j);
+      xb[buf][0][0][0] = gid ? make_uint4(0, 0, 0, 0) : make_uint4(v[0], v[1], v[2], v[3]);
+      xb[buf][0][0][1] = gid ? make_uint4(0, 0, 0, 0) : make_uint4(v[4], v[5], v[6], v[7]);
+      xb[buf][0][1][0] = xb[buf][0][1][1] = make_uint4(0, 0, 0, 0);
     }
   };
   float acc[MT][2][4];
@@ -130,6 +159,7 @@ __global__ void __launch_bounds__(128) skinny_kernel(const bf16* __restrict__ x,
   pdl_begin();
   if (kbeg < kend) load_x(0, kbeg);
   auto compute = [&](int buf) {
+    activate(buf);
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
 #pragma unroll
@@ -211,13 +241,14 @@ int skinny_splits(int n, int k, int sm_count) {
 }
 
 cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
-                        int splits, float* partials, unsigned* arrivals, cudaStream_t s) {
+                        int splits, float* partials, unsigned* arrivals, bool swiglu, cudaStream_t s) {
   const unsigned blocks = ceil_div(n, 16);
   bool split_ok = splits == 1 || (partials && arrivals && blocks <= unsigned(kSkinnyMaxColumnBlocks));
-  if (!skinny_fits(m, k) || splits < 1 || splits > kSkinnyMaxSplits || !split_ok) return cudaErrorInvalidValue;
+  if (!skinny_fits(m, k) || splits < 1 || splits > kSkinnyMaxSplits || !split_ok || (swiglu && m != 1))
+    return cudaErrorInvalidValue;
   dim3 grid(blocks, unsigned(splits));
-  if (m <= 16) return launch(skinny_kernel<1>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k, partials, arrivals);
-  return launch(skinny_kernel<2>, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k, partials, arrivals);
+  auto kernel = swiglu ? skinny_kernel<1, true> : m <= 16 ? skinny_kernel<1, false> : skinny_kernel<2, false>;
+  return launch(kernel, grid, dim3(128), 0, s, x, w, bias, out, out_f32, m, n, k, partials, arrivals);
 }
 
 }  // namespace e3k

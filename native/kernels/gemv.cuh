@@ -18,9 +18,11 @@ cudaError_t gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, floa
 constexpr int kSkinnyMaxM = 32;
 constexpr int kSkinnyMaxSplits = 16;
 constexpr int kSkinnyMaxColumnBlocks = 4096;
+// With swiglu (one row only), x is gate_up [1, 2k] and the product runs over silu(gate) · up
+// (rounded to bf16 as silu_mul rounds it): decode's down product without the activation's kernel.
 bool skinny_fits(int m, int k);
 int skinny_splits(int n, int k, int sm_count);
 cudaError_t skinny_gemm(const bf16* x, const bf16* w, const bf16* bias, bf16* out, float* out_f32, int m, int n, int k,
-                        int splits, float* partials, unsigned* arrivals, cudaStream_t s);
+                        int splits, float* partials, unsigned* arrivals, bool swiglu, cudaStream_t s);
 
 }  // namespace e3k

@@ -80,18 +80,47 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(const float* logits, int
   }
 }
 
+// Pops the head of a sorted list held in registers, the tail filled with the sentinel.
+template <int K>
+__device__ __forceinline__ void pop_head(float (&val)[K], int (&idx)[K], int vocab) {
+#pragma unroll
+  for (int t = 0; t + 1 < K; ++t) {
+    val[t] = val[t + 1];
+    idx[t] = idx[t + 1];
+  }
+  val[K - 1] = -INFINITY;
+  idx[K - 1] = vocab;
+}
+
+// The warp's first k of its lanes' sorted lists, in order, into (out_val, out_idx)[0..k) of lane 0.
+template <int K>
+__device__ __forceinline__ void warp_merge(float (&val)[K], int (&idx)[K], int vocab, int k, float* out_val, int* out_idx) {
+  for (int j = 0; j < k; ++j) {
+    float best = val[0];
+    int best_i = idx[0];
+    warp_best(best, best_i);
+    if (idx[0] == best_i) pop_head(val, idx, vocab);  // ids are unique: one lane (or only sentinels)
+    if ((threadIdx.x & 31) == 0) {
+      out_val[j] = best;
+      out_idx[j] = best_i;
+    }
+  }
+}
+
 // The same for k ≤ K in one pass over the row: each thread keeps its own best K (a sorted list in
-// registers) and an online softmax sum; the k rounds then pick among the threads' list heads, with
-// no further reads of the row. (topk_kernel reads the row k + 2 times: a draft step's few rows of
-// 32k logits took tens of µs on as few blocks.)
+// registers) and an online softmax sum, its loads batched so that the few rows of a draft step do
+// not wait on one load at a time; then each warp merges its lanes' lists with shuffles, and warp 0
+// the warps' lists: two barriers instead of two per pick. (topk_kernel reads the row k + 2 times.)
 template <int K>
 __global__ void __launch_bounds__(kThreads) topk_small_kernel(const float* logits, int vocab, int k, const int32_t* map,
                                                               float* probs, int32_t* ids) {
   pdl_begin();
+  constexpr int kWarps = kThreads / 32, kBatch = 8;
   __shared__ float scratch[32];
-  __shared__ float s_val[kThreads / 32];
-  __shared__ int s_idx[kThreads / 32];
+  __shared__ float w_val[kWarps][K];
+  __shared__ int w_idx[kWarps][K];
   const float* row = logits + int64_t(blockIdx.x) * vocab;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float val[K];
   int idx[K];
 #pragma unroll
@@ -100,42 +129,53 @@ __global__ void __launch_bounds__(kThreads) topk_small_kernel(const float* logit
     idx[j] = vocab;  // after every real element in the order of selection
   }
   float m = -INFINITY, s = 0.0f;
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-    float v = row[i];
-    if (v > m) {
-      s = s * __expf(m - v) + 1.0f;
-      m = v;
-    } else if (v > -INFINITY) {
-      s += __expf(v - m);
-    }
-    if (!before(v, i, val[K - 1], idx[K - 1])) continue;
-    float cv = v;
-    int ci = i;
+  for (int i0 = threadIdx.x; i0 < vocab; i0 += kBatch * kThreads) {
+    float v[kBatch];
 #pragma unroll
-    for (int j = 0; j < K; ++j)
-      if (before(cv, ci, val[j], idx[j])) {
-        float tv = val[j];
-        int ti = idx[j];
-        val[j] = cv;
-        idx[j] = ci;
-        cv = tv;
-        ci = ti;
+    for (int u = 0; u < kBatch; ++u) v[u] = i0 + u * kThreads < vocab ? __ldg(row + i0 + u * kThreads) : -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i >= vocab) break;
+      if (v[u] > m) {
+        s = s * __expf(m - v[u]) + 1.0f;
+        m = v[u];
+      } else if (v[u] > -INFINITY) {
+        s += __expf(v[u] - m);
       }
+      if (!before(v[u], i, val[K - 1], idx[K - 1])) continue;
+      float cv = v[u];
+      int ci = i;
+#pragma unroll
+      for (int j = 0; j < K; ++j)
+        if (before(cv, ci, val[j], idx[j])) {
+          float tv = val[j];
+          int ti = idx[j];
+          val[j] = cv;
+          idx[j] = ci;
+          cv = tv;
+          ci = ti;
+        }
+    }
   }
   const float mx = block_max(m, scratch);
   const float sum = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - mx), scratch);
-  for (int j = 0; j < k; ++j) {
-    block_pick(val[0], idx[0], vocab, k, j, mx, sum, map, probs, ids, s_val, s_idx);
-    if (idx[0] == s_idx[0]) {  // element ids are unique: this thread's head was picked
+  warp_merge(val, idx, vocab, k, w_val[warp], w_idx[warp]);
+  __syncthreads();
+  if (warp) return;
 #pragma unroll
-      for (int t = 0; t + 1 < K; ++t) {
-        val[t] = val[t + 1];
-        idx[t] = idx[t + 1];
-      }
-      val[K - 1] = -INFINITY;
-      idx[K - 1] = vocab;
-    }
-    __syncthreads();
+  for (int t = 0; t < K; ++t) {  // lane w: warp w's list
+    bool has = lane < kWarps && t < k;
+    val[t] = has ? w_val[lane][t] : -INFINITY;
+    idx[t] = has ? w_idx[lane][t] : vocab;
+  }
+  __shared__ float r_val[K];
+  __shared__ int r_idx[K];
+  warp_merge(val, idx, vocab, k, r_val, r_idx);
+  __syncwarp();
+  if (lane < k) {
+    probs[int64_t(blockIdx.x) * k + lane] = __expf(r_val[lane] - mx) / sum;
+    ids[int64_t(blockIdx.x) * k + lane] = map ? map[r_idx[lane]] : r_idx[lane];
   }
 }
 

@@ -14,9 +14,7 @@ DraftModel::DraftModel(Ops& ops, DraftConfig cfg, DraftWeights weights, int max_
   int64_t T = max_tokens, H = cfg_.hidden;
   feat_ = Tensor::empty(dev, a, {T, 3 * int64_t(cfg_.target_hidden)});
   h_ = Tensor::empty(dev, a, {T, H});
-  e_ = Tensor::empty(dev, a, {T, H});
   a_ = Tensor::empty(dev, a, {T, 2 * H});
-  tmp_ = Tensor::empty(dev, a, {T, H});
   qkv_ = Tensor::empty(dev, a, {T, int64_t(cfg_.heads + 2 * cfg_.kv_heads) * cfg_.head_dim});
   q_ = Tensor::empty(dev, a, {T, cfg_.heads, cfg_.head_dim});
   attn_ = Tensor::empty(dev, a, {T, cfg_.heads, cfg_.head_dim});
@@ -68,7 +66,7 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
                                                   std::to_string(max_tokens_));
   E3_ARG(io.features.defined() != io.recurrent.defined(), "a draft step takes either target features or draft states");
   E3_ARG(!io.all_rows || R == T, "a draft step computing every row's logits has as many logit rows as tokens");
-  Tensor h = h_.rows(0, T), e = e_.rows(0, T), a = a_.rows(0, T), tmp = tmp_.rows(0, T),
+  Tensor h = h_.rows(0, T), a = a_.rows(0, T),
          qkv = qkv_.rows(0, T), q = q_.rows(0, T), attn = attn_.rows(0, T), proj = proj_.rows(0, T), y = y_.rows(0, T),
          gate_up = gate_up_.rows(0, T), act = act_.rows(0, T), normed = normed_.rows(0, T);
 
@@ -84,14 +82,12 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   } else {
     h = io.recurrent;
   }
-  // a = [input_layernorm(e) ; hidden_norm(h)], embedding half first (§2.3 step 2). The residual
-  // stream starts as h itself (or its norm), updated in place.
-  ops_.embedding(io.tokens, w_.embed, e);
-  ops_.rmsnorm(e, w_.input_layernorm, c.eps, tmp);
-  ops_.copy_columns(tmp, a, 0);
-  ops_.rmsnorm(h, w_.hidden_norm, c.eps, tmp);
-  ops_.copy_columns(tmp, a, H);
-  if (c.norm_before_residual) ops_.copy_columns(tmp, h, 0);
+  // a = [input_layernorm(embed[tokens]) ; hidden_norm(h)], embedding half first (§2.3 step 2), each
+  // norm gathering or writing its half in place. The residual stream starts as h itself (or its
+  // norm), updated in place.
+  ops_.rmsnorm(w_.embed, w_.input_layernorm, c.eps, a, {io.tokens, 0});
+  ops_.rmsnorm(h, w_.hidden_norm, c.eps, a, {Tensor(), H});
+  if (c.norm_before_residual) ops_.rmsnorm(h, w_.hidden_norm, c.eps, h);
   Tensor residual = h;
 
   ops_.linear(a, w_.qkv, nullptr, qkv);
@@ -101,8 +97,7 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), w_.o, nullptr, proj);
   ops_.add_rmsnorm(residual, proj, w_.post_norm, c.eps, y);  // residual = h1
   ops_.linear(y, w_.gate_up, nullptr, gate_up);
-  ops_.silu_mul(gate_up, act);
-  ops_.linear(act, w_.down, nullptr, proj);
+  ops_.swiglu_linear(gate_up, w_.down, act, proj);
   if (c.feed_post_norm) {
     ops_.add_rmsnorm(residual, proj, w_.final_norm, c.eps, normed);  // residual = h2
     ops_.copy_columns(normed, io.state_out, 0);

@@ -62,7 +62,7 @@ class DraftModel {
   DraftConfig cfg_;
   DraftWeights w_;
   int max_tokens_;
-  Tensor feat_, h_, e_, a_, tmp_, qkv_, q_, attn_, proj_, y_, gate_up_, act_, normed_, last_;
+  Tensor feat_, h_, a_, qkv_, q_, attn_, proj_, y_, gate_up_, act_, normed_, last_;
 };
 
 }  // namespace e3

@@ -30,6 +30,29 @@ void check_copy(Device device, const Tensor& src, const Tensor& dst) {
              (dst.defined() ? dst.describe() : std::string("nothing")));
 }
 
+void Ops::swiglu_linear(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) {
+  silu_mul(gate_up, act);
+  linear(act, w, nullptr, out);
+}
+
+NormShape check_norm(const Tensor& x, const Tensor& w, const Tensor& out, const NormPlacement& at, Device device) {
+  const int64_t n = w.dim(-1);
+  E3_ARG(n > 0 && x.numel() % w.numel() == 0, "rmsnorm: " + x.describe() + " is not rows of the weight " + w.describe());
+  int64_t rows = x.numel() / n;
+  if (at.rows.defined()) {
+    E3_ARG(w.numel() == n && x.rank() == 2, "rmsnorm: gathered rows take a 2-d x and one weight row, got " +
+                                                x.describe() + " and " + w.describe());
+    E3_ARG(at.rows.device() == device && at.rows.dtype() == DType::I32,
+           "rmsnorm rows: expected i32 indices on the ops' device, got " + at.rows.describe());
+    rows = at.rows.numel();
+  }
+  const int64_t ld = rows ? out.numel() / rows : n;
+  E3_ARG(out.numel() == rows * ld && at.col >= 0 && at.col + n <= ld && (ld == n || out.rank() == 2),
+         "rmsnorm: " + std::to_string(rows) + " rows of " + std::to_string(n) + " at column " + std::to_string(at.col) +
+             " do not fit " + out.describe());
+  return {rows, ld};
+}
+
 void check_capture(const ResidualCapture& c, int64_t rows, int64_t n, Device device, DType act) {
   if (c.cols.empty()) return;
   E3_ARG(c.cols.size() <= 3, "add_rmsnorm captures into at most 3 column offsets, got " + std::to_string(c.cols.size()));

@@ -66,6 +66,19 @@ struct ResidualCapture {
   std::vector<int64_t> cols;  // column offsets into dst; empty: nothing is captured
 };
 
+// Where rmsnorm reads and writes beyond plain rows: row r from x[rows[r]] where `rows` (i32) is
+// defined (a gather: an embedding lookup needs no copy of its own), into columns [col, col + n) of
+// out's row r (one half of a concatenation needs no column copy).
+struct NormPlacement {
+  Tensor rows;
+  int64_t col = 0;
+};
+struct NormShape {
+  int64_t rows, out_ld;
+};
+// rmsnorm(x, w, ·, out, at)'s row count and out's row length; throws unless they fit on `device`.
+NormShape check_norm(const Tensor& x, const Tensor& w, const Tensor& out, const NormPlacement& at, Device device);
+
 // Throws unless `rope` fits heads of d dims on `device`.
 void check_rope(const Rope& rope, int64_t d, Device device);
 // Throws unless copy(src, dst) is valid on `device`.
@@ -83,8 +96,9 @@ class Ops {
   // out[t] = table[ids[t]]
   virtual void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
   // Row-wise RMSNorm over rows of n = w.dim(-1) elements. w is [n], or [G, n] for G interleaved
-  // groups (row r uses w[r % G]: EAGLE-3.1's per-feature fc_norm over [T, G·n]).
-  virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;
+  // groups (row r uses w[r % G]: EAGLE-3.1's per-feature fc_norm over [T, G·n]; not gathered).
+  // Rows gathered and written into columns as `at` says (a gather index outside x: undefined on CUDA).
+  virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, const NormPlacement& at = {}) = 0;
   // residual += x; out = rmsnorm(residual); the new residual also written where `capture` says
   virtual void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                            const ResidualCapture& capture = {}) = 0;
@@ -102,6 +116,9 @@ class Ops {
                          const AttentionLayout& layout, float scale, const Tensor& out) = 0;
   // out[T, I] = silu(gate_up[:, :I]) * gate_up[:, I:]
   virtual void silu_mul(const Tensor& gate_up, const Tensor& out) = 0;
+  // out[T, N] = silu_mul(gate_up) · w[N, I]ᵀ: the MLP's down product over its activation, fused
+  // where the backend can; act [T, I] holds the activation where it cannot.
+  virtual void swiglu_linear(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out);
   // out[r] = x[rows[r]]
   virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
   // dst[rows[r]] = src[r]

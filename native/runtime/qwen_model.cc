@@ -87,13 +87,12 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
     }
     ops_.linear(normed, L.qkv, c.qkv_bias ? &L.qkv_bias : nullptr, qkv);
     ops_.qkv_rope_store(qkv, c.qk_norm ? &L.q_norm : nullptr, c.qk_norm ? &L.k_norm : nullptr, c.eps, io.positions,
-                        Rope{c.rotary_dim, c.rope_theta}, io.layout, q, kv.k[size_t(l)], kv.v[size_t(l)]);
+                        Rope{c.rotary_dim, c.rope_theta, Tensor(), 1.0f}, io.layout, q, kv.k[size_t(l)], kv.v[size_t(l)]);
     ops_.attention(q, kv.k[size_t(l)], kv.v[size_t(l)], io.layout, scale, attn);
     ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), L.o, nullptr, proj);
     ops_.add_rmsnorm(x, proj, L.post_norm, c.eps, normed);
     ops_.linear(normed, L.gate_up, nullptr, gate_up);
-    ops_.silu_mul(gate_up, act);
-    ops_.linear(act, L.down, nullptr, proj);
+    ops_.swiglu_linear(gate_up, L.down, act, proj);
   }
   ops_.add_rmsnorm(x, proj, w_.final_norm, c.eps, normed, capture(c.layers - 1));
   if (R == 0) return;

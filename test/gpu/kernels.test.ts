@@ -72,6 +72,28 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     }
   });
 
+  // A draft step's input: rows gathered from a table (the embedding lookup) and normed into one
+  // half of wider rows; the columns outside it keep their poison. n = 72 is off the 16-byte grid
+  // at column 72 (the scalar path), 2560 at column 2560 on it (the vector path).
+  it.each([1, 7, 111])("rmsnorm of gathered rows into a column range, %i rows", (rows) => {
+    const r = rng(900 + rows);
+    for (const n of [72, 2560]) {
+      const V = 301, ids = Int32Array.from({ length: rows }, () => Math.floor(r() * V));
+      const [tc, tg] = pair(randn(V * n, r, 2), [V, n]);
+      const [wc, wg] = pair(uniform(n, r, 0.5, 1.5), [n], "bf16");
+      const run = (ops: NativeOps, dev: "cpu" | "cuda", dt: "f32" | "bf16", t: NativeTensor, w: NativeTensor) => {
+        const out = poisoned(dt, [rows, 2 * n], dev);
+        ops.rmsnorm(t, w, 1e-6, out, { rows: tensor(ids, "i32", [rows], dev), col: n });
+        return values(out);
+      };
+      const want = run(cpu(), "cpu", "f32", tc, wc), got = run(gpu(), "cuda", "bf16", tg, wg);
+      const half = (v: Float32Array, left: boolean) => v.filter((_, i) => (i % (2 * n) < n) === left);
+      expect(half(got, true).every(Number.isNaN), `n=${n}: the other half untouched`).toBe(true);
+      const err = relError(half(got, false), half(want, false));
+      expect(err, `n=${n} relative error ${err}`).toBeLessThan(BF16_TOL);
+    }
+  });
+
   it("ops captured as a graph run only when it is replayed (the kernel bench times them so)", () => {
     const r = rng(77), ops = gpu();
     const [, gg] = pair(randn(3 * 2 * 96, r, 3), [3, 2 * 96]);
@@ -140,6 +162,29 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
         const ref = poisoned("f32", [m, n], "cpu");
         cpu().linear(xc, wc, null, ref);
         expectClose(logits, ref, 2e-3, `${path} f32 ${m}x${n}x${k}`);
+      }
+    }
+  });
+
+  // The MLP's down product over its activation: fused into the skinny kernel for one row (K split
+  // over blocks at 2560 × 9728), the activation kernel first for more rows or off the skinny path.
+  // Either way the very bits of silu_mul then linear on the same path, near the CPU's.
+  it.each([1, 7, 17])("swiglu_linear, %i rows: silu_mul then linear, bit for bit", (m) => {
+    const r = rng(300 + m);
+    for (const [n, k] of [[40, 192], [1000, 256], [2560, 9728]]) {
+      const [gc, gg] = pair(randn(m * 2 * k, r, 2), [m, 2 * k]);
+      const [wc, wg] = pair(randn(n * k, r, 0.05), [n, k], "bf16");
+      const want = poisoned("f32", [m, n], "cpu");
+      cpu().swigluLinear(gc, wc, poisoned("f32", [m, k], "cpu"), want);
+      for (const path of ["auto", "skinny", "cublaslt"] as const) {
+        const ops = gpu();
+        ops.setGemmPath(path);
+        const act = poisoned("bf16", [m, k], "cuda"), fused = poisoned("bf16", [m, n], "cuda"), apart = poisoned("bf16", [m, n], "cuda");
+        ops.swigluLinear(gg, wg, act, fused);
+        ops.siluMul(gg, act);
+        ops.linear(act, wg, null, apart);
+        expect(relError(values(fused), values(apart)), `${path} ${m}x${n}x${k}`).toBe(0);
+        expectClose(fused, want, BF16_TOL, `${path} ${m}x${n}x${k} against the CPU`);
       }
     }
   });
@@ -243,7 +288,7 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     expect(relError(values(cg), values(cc))).toBe(0);
   });
 
-  it.each([[1, 32000, 4], [7, 32000, 10], [3, 151936, 8], [2, 1000, 64]])("topk_softmax: %i rows of %i, k %i, mapped ids", (rows, V, k) => {
+  it.each([[1, 32000, 4], [7, 32000, 10], [3, 151936, 8], [2, 1000, 64], [5, 1001, 16], [3, 20, 8]])("topk_softmax: %i rows of %i, k %i, mapped ids", (rows, V, k) => {
     const r = rng(V + k);
     const logits = randn(rows * V, r, 4);
     const map = Int32Array.from({ length: V }, (_, i) => i * 3 + 7);

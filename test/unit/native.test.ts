@@ -79,6 +79,22 @@ describe("CPU ops", () => {
     expect(read(dst)).toEqual([4, 5, -1, -1, 4, 5, -1, -1, -1, -1, -1, -1, 2, 3, -1, -1, 2, 3]);
   });
 
+  it("rmsnorm gathers its rows by index and writes them into a column range of wider rows, leaving the rest", () => {
+    const table = f32([3, 4, 1, 0, 0, 2], [3, 2]), w = f32([1, 2], [2]), out = f32(Array(2 * 5).fill(-1), [2, 5]);
+    const rows = native().NativeTensor.fromBytes(Int32Array.from([2, 0]), "i32", [2], "cpu");
+    ops().rmsnorm(table, w, 0, out, { rows, col: 2 });
+    // row 2 = [0, 2]: rms √2; row 0 = [3, 4]: rms √12.5
+    const want = [-1, -1, 0, 2 / Math.SQRT2 * 2, -1, -1, -1, 3 / Math.sqrt(12.5), 4 / Math.sqrt(12.5) * 2, -1];
+    read(out).forEach((v, i) => expect(v, `element ${i}`).toBeCloseTo(want[i], 5));
+    const bad = [
+      { at: { rows: native().NativeTensor.fromBytes(Int32Array.from([3]), "i32", [1], "cpu") }, out: f32([0, 0], [1, 2]), what: /row index 3/ },
+      { at: { col: 4 }, out: f32(Array(15).fill(0), [3, 5]), what: /do not fit/ },
+      { at: { col: -1 }, out: f32(Array(6).fill(0), [3, 2]), what: /negative/ },
+    ];
+    for (const b of bad)
+      expect(() => ops().rmsnorm(table, w, 1e-6, b.out, b.at)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(b.what) }));
+  });
+
   it("refuses a capture outside its destination or of more than three blocks, with ERR_INVALID_ARGUMENT", () => {
     const t = () => f32([1, 2, 3, 4], [2, 2]), w = f32([1, 1], [2]);
     const bad = [

@@ -288,13 +288,14 @@ void CudaOps::embedding(const Tensor& ids, const Tensor& table, const Tensor& ou
         "embedding");
 }
 
-void CudaOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+void CudaOps::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, const NormPlacement& at) {
   on_gpu(x, DType::BF16, "rmsnorm x");
   on_gpu(w, DType::BF16, "rmsnorm w");
   on_gpu(out, DType::BF16, "rmsnorm out");
-  int64_t n = w.dim(-1);
-  E3_ARG(x.numel() % w.numel() == 0 && out.numel() == x.numel(), "rmsnorm: " + x.describe() + " vs " + w.describe());
-  check(e3k::rmsnorm(bf(x), bf(w), bf(out), int(x.numel() / n), int(n), int(w.numel() / n), eps, stream_), "rmsnorm");
+  const NormShape shape = check_norm(x, w, out, at, Device::CUDA);
+  const int64_t n = w.dim(-1);
+  e3k::NormRows io{at.rows.defined() ? at.rows.ptr<int32_t>() : nullptr, shape.out_ld};
+  check(e3k::rmsnorm(bf(x), bf(w), bf(out) + at.col, int(shape.rows), int(n), int(w.numel() / n), eps, io, stream_), "rmsnorm");
 }
 
 void CudaOps::add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
@@ -340,16 +341,36 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const
     return;
   }
   if (use_skinny(M, K)) {
-    int splits = e3k::skinny_splits(int(N), int(K), sm_count_);
-    float* partials = splits > 1 ? workspace(gemm_partials_, size_t(splits) * M * N) : nullptr;
-    check(e3k::skinny_gemm(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out),
-                           f32 ? out.ptr<float>() : nullptr, int(M), int(N), int(K), splits, partials,
-                           skinny_arrivals_.ptr<uint32_t>(), stream_),
-          "skinny_gemm");
+    skinny(x, w, bias, out, M, K, false);
     return;
   }
   cublaslt_linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), f32, int(M), int(N), int(K),
                   gemm_ws_.data(), gemm_ws_.nbytes(), stream_);
+}
+
+void CudaOps::skinny(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out, int64_t m, int64_t k, bool swiglu) {
+  const int64_t n = w.dim(0);
+  const bool f32 = out.dtype() == DType::F32;
+  int splits = e3k::skinny_splits(int(n), int(k), sm_count_);
+  float* partials = splits > 1 ? workspace(gemm_partials_, size_t(splits) * m * n) : nullptr;
+  check(e3k::skinny_gemm(bf(x), bf(w), bias ? bf(*bias) : nullptr, f32 ? nullptr : bf(out), f32 ? out.ptr<float>() : nullptr,
+                         int(m), int(n), int(k), splits, partials, skinny_arrivals_.ptr<uint32_t>(), swiglu, stream_),
+        "skinny_gemm");
+}
+
+// The activation fused into the skinny kernel where that runs a one-row product (decode), else its
+// own kernel first: over more rows the fused activation cost more than the kernel it saves.
+void CudaOps::swiglu_linear(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) {
+  on_gpu(gate_up, DType::BF16, "swiglu_linear gate_up");
+  on_gpu(w, DType::BF16, "swiglu_linear w");
+  const int64_t M = gate_up.dim(0), I = gate_up.dim(-1) / 2, N = w.dim(0);
+  E3_ARG(gate_up.rank() == 2 && gate_up.dim(1) == 2 * I && w.rank() == 2 && w.dim(1) == I,
+         "swiglu_linear: " + gate_up.describe() + " does not feed " + w.describe());
+  E3_ARG(out.device() == Device::CUDA && (out.dtype() == DType::BF16 || out.dtype() == DType::F32),
+         "swiglu_linear out must be a bf16 or f32 CUDA tensor, got " + out.describe());
+  expect_shape(out, {M, N}, "swiglu_linear out");
+  if (M == 1 && !use_gemv(M, N, I) && use_skinny(M, I)) skinny(gate_up, w, nullptr, out, M, I, true);
+  else Ops::swiglu_linear(gate_up, w, act, out);
 }
 
 void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,

@@ -27,7 +27,7 @@ class CudaOps final : public Ops {
   void synchronize();
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
-  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, const NormPlacement& at) override;
   void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                    const ResidualCapture& capture) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;
@@ -37,6 +37,7 @@ class CudaOps final : public Ops {
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
                  float scale, const Tensor& out) override;
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
+  void swiglu_linear(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
   void copy(const Tensor& src, const Tensor& dst) override;
@@ -71,6 +72,7 @@ class CudaOps final : public Ops {
   float* workspace(Tensor& ws, size_t floats);  // ws grown to at least `floats` (the old one kept for graphs)
   bool use_gemv(int64_t m, int64_t n, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
   bool use_skinny(int64_t m, int64_t k) const;  // the tensor-core kernel for a few rows
+  void skinny(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out, int64_t m, int64_t k, bool swiglu);
   cudaStream_t stream_ = nullptr;
   cudaEvent_t uploaded_ = nullptr;
   int sm_count_ = 0;
