@@ -19,6 +19,8 @@ export interface SpecBenchOptions {
   batches: number[];
   maxTokens: number;
   temperature: number;
+  /** Timed runs of each engine after the warm-up (default 5): more where runs are short and spread. */
+  repeats?: number;
   onProgress?: (done: number, total: number, label: string) => void;
 }
 
@@ -102,13 +104,13 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
   return rows;
 }
 
-const REPEATS = 5;
+const REPEATS = 5;  // timed runs of each engine by default
 
 type Measured = Awaited<ReturnType<typeof timedRun>>;
 
 /**
  * The baseline and EAGLE-3 engines loaded together, the prompts run once on each as warm-up
- * (graphs, workspaces, the speculation policy's first measurements), then REPEATS timed runs of
+ * (graphs, workspaces, the speculation policy's first measurements), then o.repeats timed runs of
  * each, alternating and in turn first: each engine's median run by tokens/s, with its spread, and
  * the sorted ratios of each EAGLE-3 run to the baseline run of the same turn.
  */
@@ -120,7 +122,7 @@ async function alternate(baseOptions: EngineOptions, eagleOptions: EngineOptions
   await timedRun(eagle, prompts, o, o.maxTokens);
   tick(`warm-up, batch ${batch}`);
   const runs: { baseline: Measured[]; eagle: Measured[] } = { baseline: [], eagle: [] };
-  for (let r = 0; r < REPEATS; r++) {
+  for (let r = 0; r < (o.repeats ?? REPEATS); r++) {
     const order = r % 2 ? (["eagle", "baseline"] as const) : (["baseline", "eagle"] as const);
     for (const which of order) runs[which].push(await timedRun(which === "eagle" ? eagle : baseline, prompts, o, o.maxTokens));
   }
@@ -129,12 +131,12 @@ async function alternate(baseOptions: EngineOptions, eagleOptions: EngineOptions
   return { baseline: median(runs.baseline), eagle: median(runs.eagle), ratios };
 }
 
-/** One engine of its own, warmed up, then the median of REPEATS timed runs. */
+/** One engine of its own, warmed up, then the median of o.repeats timed runs. */
 async function timedRuns(options: EngineOptions, prompts: string[], o: SpecBenchOptions, maxTokens: number) {
   await using engine = await Engine.load(options);
   await timedRun(engine, prompts, o, maxTokens);
   const runs: Measured[] = [];
-  for (let r = 0; r < REPEATS; r++) runs.push(await timedRun(engine, prompts, o, maxTokens));
+  for (let r = 0; r < (o.repeats ?? REPEATS); r++) runs.push(await timedRun(engine, prompts, o, maxTokens));
   return median(runs);
 }
 

@@ -21,6 +21,7 @@ EAGLE-3 (--model/--draft):
   --prompts N          prompts per dataset (default: 2 × the batch size)
   --batch LIST         batch sizes (default 1,4,16,32)
   --max-tokens N       tokens per request (default 128)
+  --repeats N          timed runs of each engine, alternating (default 5)
   --temperature T      0 = greedy (default)
   --tree S,K,N         draft steps, top-k and draft tokens (default: chosen per batch size)
   --speculation MODE   auto (default: speculate where it measures faster) or always
@@ -47,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     model: { type: "string" }, draft: { type: "string" }, dataset: { type: "string" }, prompts: { type: "string" },
     "max-tokens": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
     tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" }, layers: { type: "string" },
-    speculation: { type: "string" }, rounds: { type: "boolean" },
+    speculation: { type: "string" }, rounds: { type: "boolean" }, repeats: { type: "string" },
   }, HELP);
   if (!p) return 0;
   if (str(p, "model") || str(p, "draft")) return runSpeculative(p);
@@ -82,6 +83,8 @@ async function runSpeculative(p: Parsed): Promise<number> {
   const datasets = (str(p, "dataset") ?? "mtbench").split(",");
   const batches = list(p, "batch", "1,4,16,32");
   const tree = treeOf(p);
+  const repeats = num(p, "repeats") ?? 5;
+  if (!Number.isInteger(repeats) || repeats < 1) throw new UsageError(`--repeats must be a whole number of at least 1, got ${repeats}`, p.help);
   const rows: SpecBenchRow[] = [];
   for (const dataset of datasets) {
     const prompts = await loadPrompts(dataset, num(p, "prompts") ?? 2 * Math.max(...batches));
@@ -92,7 +95,7 @@ async function runSpeculative(p: Parsed): Promise<number> {
         speculation: speculationOf(p),
       },
       draft, dataset, prompts, batches, maxTokens: num(p, "max-tokens") ?? 128, temperature: num(p, "temperature") ?? 0,
-      onProgress: (done, total, label) => process.stderr.write(`\r[${"#".repeat(done).padEnd(total)}] ${label}`.padEnd(60) + (done === total ? "\n" : "")),
+      repeats, onProgress: (done, total, label) => process.stderr.write(`\r[${"#".repeat(done).padEnd(total)}] ${label}`.padEnd(60) + (done === total ? "\n" : "")),
     })));
   }
   console.log(speculativeTable(rows));

@@ -86,5 +86,8 @@ describe("eagle3 CLI", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/one of --prompt, --chat, --messages/);
     expect((await eagle3("frobnicate")).code).toBe(2);
+    const repeats = await eagle3("bench", "--model", "m", "--draft", "d", "--repeats", "0");
+    expect(repeats.code).toBe(2);
+    expect(repeats.stderr).toMatch(/--repeats must be a whole number of at least 1, got 0/);
   });
 });
