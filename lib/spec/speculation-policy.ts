@@ -11,6 +11,7 @@ import type { TreePolicy, TreeShape } from "./tree-policy.js";
 
 export type Speculation = "auto" | "always";
 export type Choice = { kind: "plain" } | { kind: "tree"; shape: TreeShape };
+export interface PolicyChoice { bucket: string; choice: string; tokensPerSeqMs: number; samples: number; best: boolean; recent: number[] }
 
 interface Arm {
   choice: Choice;
@@ -110,12 +111,12 @@ export class SpeculationPolicy {
     }
   }
 
-  /** Measured tokens per sequence per ms of each choice (diagnostics). */
-  snapshot(): Array<{ bucket: string; choice: string; tokensPerSeqMs: number; samples: number; best: boolean }> {
+  /** Measured tokens per sequence per ms of each choice, and the recent rates its median is of (diagnostics). */
+  snapshot(): PolicyChoice[] {
     const out = [];
     for (const [key, b] of this.buckets)
       for (const [i, a] of b.arms.entries())
-        out.push({ bucket: key, choice: describe(a.choice), tokensPerSeqMs: a.rate, samples: a.samples, best: i === b.best });
+        out.push({ bucket: key, choice: describe(a.choice), tokensPerSeqMs: a.rate, samples: a.samples, best: i === b.best, recent: [...a.recent] });
     return out;
   }
 

@@ -1,4 +1,6 @@
 /** Speculative decoding counters: accepted lengths, acceptance per draft position, phase times. */
+import type { PolicyChoice } from "./speculation-policy.js";
+
 export interface SpeculativeStats {
   /** Sequence-rounds: one per sequence per round. */
   rounds: number;
@@ -21,7 +23,7 @@ export interface SpeculativeStats {
   verifyMs: number;
   acceptMs: number;
   /** What the speculation policy measured per batch bucket: tokens per sequence per ms of each choice. */
-  choices?: Array<{ bucket: string; choice: string; tokensPerSeqMs: number; samples: number; best: boolean }>;
+  choices?: PolicyChoice[];
 }
 
 export interface RoundTiming {

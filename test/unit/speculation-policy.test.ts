@@ -27,6 +27,9 @@ describe("speculation policy", () => {
     expect(runs.get("plain")!).toBeGreaterThan(1900);
     const best = policy.snapshot().find((s) => s.best)!;
     expect(best.choice).toBe("plain");
+    // The window its median is of, for diagnostics: the last nine rates measured.
+    expect(best.recent).toEqual(Array(9).fill(3));
+    expect(best.tokensPerSeqMs).toBe(3);
   });
 
   it("picks the tree that commits the most tokens per ms", () => {
