@@ -273,6 +273,8 @@ export interface NativeOps {
   /** Device milliseconds since timerStart(). */
   timerStop(): number;
   setGemmPath(path: "auto" | "gemv" | "skinny" | "cublaslt"): void;
+  /** Attention splits a context over at most `max` blocks (0: automatic); for timings. */
+  setAttentionSplits(max: number): void;
 }
 
 export interface GpuInfo {

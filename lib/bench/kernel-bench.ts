@@ -86,7 +86,14 @@ export function benchKernels(cfg: TargetConfig, seqs: number, context: number, p
   const p = addon.NativeTensor.fromBytes(params, "u8", [params.length], "cuda");
   add("sample (T 0.7, top-k 20, top-p 0.95)", `${rows}×${V}`, time(() => ops.sample(logits, p, picked)), 4 * rows * V, 1);
   const what = perSeq > 1 ? `${seqs} seqs × ${perSeq} tree tokens × ${context} ctx` : `${seqs} seqs × ${context} ctx`;
-  add("attention + rope", what, attention(ops, T, cfg, seqs, perSeq, context, time), seqs * context * 2 * nkv * D * 2, L);
+  const kvBytes = seqs * context * 2 * nkv * D * 2;
+  add("attention + rope", what, attention(ops, T, cfg, seqs, perSeq, context, time), kvBytes, L);
+  // Tree verification writes split partials per query row: fewer splits trade parallelism for that traffic.
+  for (const max of perSeq > 1 ? [1, 2, 4, 8] : []) {
+    ops.setAttentionSplits(max);
+    add(`attention + rope (splits ≤ ${max})`, what, attention(ops, T, cfg, seqs, perSeq, context, time), kvBytes, L);
+  }
+  ops.setAttentionSplits(0);
   ops.synchronize();
   return out;
 }

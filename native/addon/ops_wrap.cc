@@ -117,6 +117,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::TimerStart>("timerStart"),
         InstanceMethod<&OpsWrap::TimerStop>("timerStop"),
         InstanceMethod<&OpsWrap::SetGemmPath>("setGemmPath"),
+        InstanceMethod<&OpsWrap::SetAttentionSplits>("setAttentionSplits"),
         InstanceMethod<&OpsWrap::Capture>("capture"),
         InstanceMethod<&OpsWrap::Replay>("replay"),
     });
@@ -285,6 +286,17 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
       if (auto* c = dynamic_cast<e3::CudaOps*>(&o))
         c->set_gemm_path(p == "gemv" ? e3::GemmPath::Gemv : p == "skinny" ? e3::GemmPath::Skinny
                          : p == "cublaslt" ? e3::GemmPath::CublasLt : e3::GemmPath::Auto);
+#endif
+    });
+  }
+  // setAttentionSplits(n): attention splits each sequence's context over at most n blocks (0:
+  // automatic, filling the GPU), for timings.
+  Napi::Value SetAttentionSplits(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      double n = i[0].IsNumber() ? i[0].As<Napi::Number>().DoubleValue() : -1;
+      if (!(n >= 0 && n <= 64 && n == double(int(n)))) e3::fail(e3::Code::InvalidArgument, "attention splits must be a whole number from 0 to 64");
+#if EAGLE3_WITH_CUDA
+      if (auto* c = dynamic_cast<e3::CudaOps*>(&o)) c->set_attention_splits(int(n));
 #endif
     });
   }

@@ -475,7 +475,7 @@ int num_splits(const AttentionArgs& a, int resident_per_sm) {
   int blocks = a.num_seqs * (use_decode(a) ? 1 : tiles_per_seq(a)) * a.kv_heads;
   int want = resident_per_sm * a.sm_count / blocks;
   int kv = std::max(1, a.max_kv_len);
-  int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64}));
+  int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64, a.max_splits > 0 ? a.max_splits : 64}));
   int chunk = int(ceil_div(ceil_div(kv, splits), BN)) * BN;
   return int(ceil_div(kv, chunk));
 }

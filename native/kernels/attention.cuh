@@ -24,6 +24,7 @@ struct AttentionArgs {
   float scale;
   int sm_count;
   float* workspace;          // split-KV partials; attention_workspace_floats() of them
+  int max_splits;            // 0: as many as fill the GPU; else at most this many (timings)
 };
 
 // Floats of workspace the launch needs for these bounds (0 when it needs none).

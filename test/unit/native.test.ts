@@ -95,6 +95,12 @@ describe("CPU ops", () => {
       expect(() => ops().rmsnorm(table, w, 1e-6, b.out, b.at)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(b.what) }));
   });
 
+  it("takes an attention split cap of 0 to 64 (a no-op on the CPU) and refuses others by name", () => {
+    for (const n of [0, 1, 64]) expect(() => ops().setAttentionSplits(n)).not.toThrow();
+    for (const n of [-1, 65, 2.5, Number.NaN])
+      expect(() => ops().setAttentionSplits(n)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringMatching(/attention splits/) }));
+  });
+
   it("refuses a capture outside its destination or of more than three blocks, with ERR_INVALID_ARGUMENT", () => {
     const t = () => f32([1, 2, 3, 4], [2, 2]), w = f32([1, 1], [2]);
     const bad = [

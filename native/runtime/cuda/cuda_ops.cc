@@ -408,7 +408,7 @@ void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_
                        L.page_table.ptr<int32_t>(), L.tree_mask.defined() ? L.tree_mask.ptr<int64_t>() : nullptr,
                        L.tree_base.defined() ? L.tree_base.ptr<int32_t>() : nullptr,
                        bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
-                       L.max_kv_len, scale, sm_count_, nullptr};
+                       L.max_kv_len, scale, sm_count_, nullptr, attention_splits_};
   a.workspace = workspace(attn_ws_, e3k::attention_workspace_floats(a));
   check(e3k::attention(a, stream_), "attention");
 }

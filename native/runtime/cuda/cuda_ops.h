@@ -24,6 +24,8 @@ class CudaOps final : public Ops {
   DType act_dtype() const override { return DType::BF16; }
   cudaStream_t stream() const { return stream_; }
   void set_gemm_path(GemmPath p) { gemm_path_ = p; }
+  // Caps attention's split of the context over blocks (0: automatic), for timings.
+  void set_attention_splits(int max) { attention_splits_ = max; }
   void synchronize();
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
@@ -77,6 +79,7 @@ class CudaOps final : public Ops {
   cudaEvent_t uploaded_ = nullptr;
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
+  int attention_splits_ = 0;
   Tensor attn_ws_, gemm_ws_, gemm_partials_, skinny_arrivals_, argmax_keys_;
   std::vector<Tensor> retired_;          // buffers captured graphs may still reference
   std::vector<cudaGraphExec_t> graphs_;
