@@ -197,12 +197,14 @@ export class Scheduler {
     const choice: Choice = made && made.batch === seqs.length && made.sampled === sampled ? made.choice : this.policy!.choose(seqs.length, sampled);
     if (choice.kind === "plain") {
       // Measured per step as the time between two steps' tokens, which neither the event loop's
-      // other work (consumers reading tokens) nor the pipelining distorts. Pipelined only while
-      // plain steps are the measured best: an exploration or a probe is one step.
-      let first = true;
+      // other work (consumers reading tokens) nor the pipelining distorts; the first step of a run
+      // is not measured (nothing ran ahead of it: its time is its launch to its tokens). Pipelined
+      // while plain steps are the measured best; an exploration or a probe is PLAIN_PROBE_STEPS
+      // steps, so that it measures the steps plain decoding would run.
+      let launched = 0, measuredSteps = 0;
       return this.decodeAhead(
         (batch) => {
-          if (first) return (first = false, true);
+          if (++launched <= PLAIN_PROBE_STEPS) return true;
           if (!this.policy!.prefersPlain(batch, sampled)) return false;
           const next = this.policy!.choose(batch, sampled);
           if (next.kind === "plain") return true;
@@ -210,7 +212,7 @@ export class Scheduler {
           return false;
         },
         (batch, tokens, ms, captured) => {
-          if (!captured) this.policy!.record(batch, sampled, choice, tokens, ms);
+          if (measuredSteps++ > 0 && !captured) this.policy!.record(batch, sampled, choice, tokens, ms);
         },
       );
     }
@@ -485,6 +487,10 @@ export class Scheduler {
 }
 
 /** The result of the launch in flight; when it fails, the one launched behind it is waited for too. */
+// A run of plain steps when they are not the measured best (an exploration or a probe): its first
+// step fills the pipeline, the others are measured.
+const PLAIN_PROBE_STEPS = 3;
+
 async function settledAhead<T>(current: Promise<T>, next?: Promise<unknown>): Promise<T> {
   try {
     return await current;

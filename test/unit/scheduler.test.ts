@@ -7,7 +7,7 @@ import { timesSince } from "../../lib/batch/iteration-times.js";
 import { Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
 import { GREEDY, type Sequence } from "../../lib/batch/sequence.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../../lib/native.js";
-import { SpeculationPolicy } from "../../lib/spec/speculation-policy.js";
+import { type Choice, SpeculationPolicy } from "../../lib/spec/speculation-policy.js";
 import { TreePolicy } from "../../lib/spec/tree-policy.js";
 
 
@@ -160,6 +160,35 @@ describe("speculative scheduling", () => {
     expect(exec.oversized).toEqual([]);
   });
 
+  it("while a tree leads, plain steps are probed as a short pipelined run whose first step is not measured", async () => {
+    // The policy scripted: a tree leads, and every eighth choice probes plain steps.
+    const tree: Choice = { kind: "tree", shape: { steps: 3, topk: 1, draftTokens: 4 } }, plain: Choice = { kind: "plain" };
+    let calls = 0;
+    const choose = vi.spyOn(SpeculationPolicy.prototype, "choose").mockImplementation(() => (++calls % 8 === 0 ? plain : tree));
+    const prefers = vi.spyOn(SpeculationPolicy.prototype, "prefersPlain").mockReturnValue(false);
+    const record = vi.spyOn(SpeculationPolicy.prototype, "record");
+    try {
+      const { exec, scheduler } = scripted();
+      await until(scheduler.submit([1, 2, 3, 4], 200, GREEDY, new Set()), 200);
+      await scheduler.idle();
+      const runs: number[] = [];
+      exec.log.forEach((l, i) => {
+        if (l !== "step 1") return;
+        if (exec.log[i - 1] === "step 1") runs[runs.length - 1]++;
+        else runs.push(1);
+      });
+      expect(runs.length, exec.log.join(", ")).toBeGreaterThanOrEqual(3);
+      // Three steps a probe (the last may be cut short by the request's length), all but the first measured.
+      expect(runs.slice(0, -1).every((n) => n === 3), runs.join(", ")).toBe(true);
+      const plainRecords = record.mock.calls.filter(([, , choice]) => choice.kind === "plain").length;
+      expect(plainRecords).toBe(runs.reduce((n, r) => n + r - 1, 0));
+    } finally {
+      choose.mockRestore();
+      prefers.mockRestore();
+      record.mockRestore();
+    }
+  });
+
   it("a decoding sequence whose draft is behind rides along in a prefill step with one token", async () => {
     const { exec, scheduler } = scripted();
     // The policy measures plain steps first, so the first request's draft falls behind; the second
@@ -169,7 +198,13 @@ describe("speculative scheduling", () => {
     const second = scheduler.submit([6, 7, 8, 9, 10, 11], 4, GREEDY, new Set());
     await until(second, 4);
     await scheduler.idle();
-    expect(exec.log.slice(0, 3)).toEqual(["prefill 4", "step 1", "prefill 7"]);
+    // The exploration of plain steps runs a few (pipelined: one may be in flight as the request
+    // arrives); the next iteration prefills the new prompt with the draft, the first request's token
+    // riding along.
+    expect(exec.log.slice(0, 2)).toEqual(["prefill 4", "step 1"]);
+    const joined = exec.log.indexOf("prefill 7");
+    expect(joined, exec.log.join(", ")).toBeGreaterThan(1);
+    expect(exec.log.slice(1, joined).every((l) => l === "step 1")).toBe(true);
   });
 });
 
