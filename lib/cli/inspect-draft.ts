@@ -9,8 +9,7 @@ import { readTargetConfig } from "../model/config.js";
 import { openDraftTensors } from "../model/draft.js";
 import { type DraftConfig, readDraftConfig } from "../model/draft-config.js";
 import { planDraftWeights } from "../model/draft-weights.js";
-import { numel } from "../model/dtype.js";
-import { count } from "./format.js";
+import { count, tallyTensors } from "./format.js";
 
 export async function inspectDraft(dir: string, targetDir: string): Promise<{ report: Record<string, unknown>; problem?: Eagle3Error }> {
   const report: Record<string, unknown> = { dir, target: targetDir };
@@ -20,16 +19,9 @@ export async function inspectDraft(dir: string, targetDir: string): Promise<{ re
     report.draft = config;
     if (ignoredFields.length) report.unknownConfigFields = ignoredFields;
     const src = await openDraftTensors(dir);
-    const dtypes: Record<string, number> = {};
-    let params = 0, bytes = 0;
-    const files = new Set<string>();
-    for (const t of src.tensors.values()) {
-      dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
-      params += numel(t.shape);
-      bytes += t.byteLength;
-      files.add(basename(t.file));
-    }
-    report.checkpoint = { files: [...files].sort(), tensors: src.tensors.size, parameters: params, bytes, dtypes };
+    const { parameters, bytes, dtypes } = tallyTensors(src.tensors.values());
+    const files = new Set([...src.tensors.values()].map((t) => basename(t.file)));
+    report.checkpoint = { files: [...files].sort(), tensors: src.tensors.size, parameters, bytes, dtypes };
     if (ignoredFields.length) await readDraftConfig(dir, target, { strict: true });  // throws, naming the fields
     const plan = await planDraftWeights(config, src);
     report.load = {

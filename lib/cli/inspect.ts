@@ -2,10 +2,9 @@
 import { Eagle3Error } from "../errors.js";
 import { openCheckpoint } from "../model/checkpoint.js";
 import { readTargetConfig } from "../model/config.js";
-import { numel } from "../model/dtype.js";
 import { planQwenWeights } from "../model/qwen-weights.js";
 import { UsageError, parse } from "./args.js";
-import { count } from "./format.js";
+import { count, tallyTensors } from "./format.js";
 import { inspectDraft, printDraft } from "./inspect-draft.js";
 
 const HELP = `usage: eagle3 inspect DIR [--json]
@@ -35,15 +34,10 @@ export async function run(argv: string[]): Promise<number> {
     report.config = config;
     if (ignoredFields.length) report.unknownConfigFields = ignoredFields;
     const ckpt = await openCheckpoint(dir);
-    const dtypes: Record<string, number> = {};
-    let params = 0;
-    for (const t of ckpt.tensors.values()) {
-      dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
-      params += numel(t.shape);
-    }
+    const { parameters, dtypes } = tallyTensors(ckpt.tensors.values());
     report.checkpoint = {
       format: ckpt.format, sharded: ckpt.sharded, files: ckpt.files.map((f) => f.path), tensors: ckpt.tensors.size,
-      parameters: params, bytes: ckpt.totalBytes, dtypes,
+      parameters, bytes: ckpt.totalBytes, dtypes,
     };
     if (ignoredFields.length) await readTargetConfig(dir, { strict: true });  // throws, naming the fields
     const plan = planQwenWeights(config, ckpt);
