@@ -23,6 +23,10 @@ import { type StepEntry, buildSpecPrefill, buildStep, packSampling } from "./ste
 
 type TreeChoice = Extract<Choice, { kind: "tree" }>;
 
+// A run of plain steps when they are not the measured best (an exploration or a probe): its first
+// step fills the pipeline, the others are measured.
+const PLAIN_PROBE_STEPS = 3;
+
 export interface StepExecutor {
   step(step: NativeStep): Promise<NativeStepResult>;
   prefillSpeculative(p: NativeSpecPrefill): Promise<NativeStepResult>;
@@ -487,10 +491,6 @@ export class Scheduler {
 }
 
 /** The result of the launch in flight; when it fails, the one launched behind it is waited for too. */
-// A run of plain steps when they are not the measured best (an exploration or a probe): its first
-// step fills the pipeline, the others are measured.
-const PLAIN_PROBE_STEPS = 3;
-
 async function settledAhead<T>(current: Promise<T>, next?: Promise<unknown>): Promise<T> {
   try {
     return await current;
