@@ -56,7 +56,7 @@ void DraftModel::check_weights() const {
     need(w_.vocab_map, {c.draft_vocab}, "d2t");
     expect_dtype(w_.vocab_map, DType::I32, "d2t");
   }
-  if (w_.rope_inv_freq.defined()) check_rope(Rope{c.rotary_dim, c.rope_theta, w_.rope_inv_freq, c.rope_scale}, D, ops_.device());
+  if (w_.rope_inv_freq.defined()) check_rope(rope(), D, ops_.device());
 }
 
 void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
@@ -91,8 +91,7 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   Tensor residual = h;
 
   ops_.linear(a, w_.qkv, nullptr, qkv);
-  ops_.qkv_rope_store(qkv, nullptr, nullptr, c.eps, io.positions, Rope{c.rotary_dim, c.rope_theta, w_.rope_inv_freq, c.rope_scale},
-                      io.layout, q, kv.k[0], kv.v[0]);
+  ops_.qkv_rope_store(qkv, nullptr, nullptr, c.eps, io.positions, rope(), io.layout, q, kv.k[0], kv.v[0]);
   ops_.attention(q, kv.k[0], kv.v[0], io.layout, 1.0f / std::sqrt(float(c.head_dim)), attn);
   ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), w_.o, nullptr, proj);
   ops_.add_rmsnorm(residual, proj, w_.post_norm, c.eps, y);  // residual = h1

@@ -58,6 +58,8 @@ class DraftModel {
 
  private:
   void check_weights() const;
+  // The draft's own RoPE: its theta, or its scaled table (linear, llama3, yarn) and cos/sin factor.
+  Rope rope() const { return Rope{cfg_.rotary_dim, cfg_.rope_theta, w_.rope_inv_freq, cfg_.rope_scale}; }
   Ops& ops_;
   DraftConfig cfg_;
   DraftWeights w_;
