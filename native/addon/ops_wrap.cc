@@ -249,8 +249,9 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   // stepLayout(committed, pageTable, pageSize, q, first, posBase, posStep, positions | null, kvLen, slots)
   Napi::Value StepLayout(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
-      o.step_layout(T(i, 0, "committed"), T(i, 1, "pageTable"), int(F(i, 2)), int(F(i, 3)), int(F(i, 4)), int(F(i, 5)),
-                    int(F(i, 6)), opt_or_none(i[7], "positions"), T(i, 8, "kvLen"), T(i, 9, "slots"));
+      o.step_layouts(T(i, 0, "committed"), T(i, 1, "pageTable"), int(F(i, 2)),
+                     {{int(F(i, 3)), int(F(i, 4)), int(F(i, 5)), int(F(i, 6)), opt_or_none(i[7], "positions"),
+                       T(i, 8, "kvLen"), T(i, 9, "slots")}});
     });
   }
   // copy(src, dst)

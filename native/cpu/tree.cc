@@ -196,19 +196,20 @@ void CpuOps::tree_advance(const Tensor& committed, const Tensor& accepted, const
   }
 }
 
-void CpuOps::step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first,
-                         int pos_base, int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) {
-  int64_t B = check_step_layout(Device::CPU, committed, page_table, page_size, q, positions, kv_len, slots);
-  int64_t P = page_table.dim(1);
-  for (int64_t b = 0; b < B; ++b) {
-    int L = committed.ptr<int32_t>()[b];
-    kv_len.ptr<int32_t>()[b] = L + first + q;
-    for (int j = 0; j < q; ++j) {
-      int ctx = L + first + j;
-      E3_ARG(ctx >= 0 && ctx / page_size < P, "step_layout: context " + std::to_string(ctx) + " of sequence " +
-                                                  std::to_string(b) + " past its " + std::to_string(P) + " pages");
-      slots.ptr<int32_t>()[b * q + j] = page_table.ptr<int32_t>()[b * P + ctx / page_size] * page_size + ctx % page_size;
-      if (positions.defined()) positions.ptr<int32_t>()[b * q + j] = L + pos_base + j * pos_step;
+void CpuOps::step_layouts(const Tensor& committed, const Tensor& page_table, int page_size, const std::vector<StepLayout>& steps) {
+  const int64_t P = page_table.dim(1);
+  for (const StepLayout& st : steps) {
+    const int64_t B = check_step_layout(Device::CPU, committed, page_table, page_size, st);
+    for (int64_t b = 0; b < B; ++b) {
+      int L = committed.ptr<int32_t>()[b];
+      st.kv_len.ptr<int32_t>()[b] = L + st.first + st.q;
+      for (int j = 0; j < st.q; ++j) {
+        int ctx = L + st.first + j;
+        E3_ARG(ctx >= 0 && ctx / page_size < P, "step_layout: context " + std::to_string(ctx) + " of sequence " +
+                                                    std::to_string(b) + " past its " + std::to_string(P) + " pages");
+        st.slots.ptr<int32_t>()[b * st.q + j] = page_table.ptr<int32_t>()[b * P + ctx / page_size] * page_size + ctx % page_size;
+        if (st.positions.defined()) st.positions.ptr<int32_t>()[b * st.q + j] = L + st.pos_base + j * st.pos_step;
+      }
     }
   }
 }

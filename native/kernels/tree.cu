@@ -282,26 +282,29 @@ cudaError_t tree_advance(int batch, const int32_t* committed, const int32_t* acc
 }
 
 // Thread per (sequence, new token); token 0 also writes the sequence's context length.
-__global__ void step_layout_kernel(int batch, const int32_t* committed, const int32_t* page_table, int pages,
-                                   int page_size, int q, int first, int pos_base, int pos_step, int32_t* positions,
-                                   int32_t* kv_len, int32_t* slots) {
+// Block row y: step y's layout; each thread one (sequence, new token) of it.
+__global__ void step_layouts_kernel(int batch, const int32_t* committed, const int32_t* page_table, int pages,
+                                    int page_size, StepLayouts steps) {
   pdl_begin();
+  const StepLayoutArgs& st = steps.step[blockIdx.y];
   int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= batch * q) return;
-  const int b = i / q, j = i % q, L = committed[b], ctx = L + first + j;
-  if (j == 0) kv_len[b] = L + first + q;
+  if (i >= batch * st.q) return;
+  const int b = i / st.q, j = i % st.q, L = committed[b], ctx = L + st.first + j;
+  if (j == 0) st.kv_len[b] = L + st.first + st.q;
   // The host checked the pages against its bound of L; a context past them (a bound broken) stays
   // within the sequence's own last page rather than writing outside the table.
   const int page = min(ctx / page_size, pages - 1);
-  slots[i] = page_table[int64_t(b) * pages + page] * page_size + ctx % page_size;
-  if (positions) positions[i] = L + pos_base + j * pos_step;
+  st.slots[i] = page_table[int64_t(b) * pages + page] * page_size + ctx % page_size;
+  if (st.positions) st.positions[i] = L + st.pos_base + j * st.pos_step;
 }
 
-cudaError_t step_layout(int batch, const int32_t* committed, const int32_t* page_table, int pages, int page_size, int q,
-                        int first, int pos_base, int pos_step, int32_t* positions, int32_t* kv_len, int32_t* slots,
-                        cudaStream_t s) {
-  return launch(step_layout_kernel, dim3((batch * q + 127) / 128), dim3(128), 0, s, batch, committed, page_table, pages,
-                page_size, q, first, pos_base, pos_step, positions, kv_len, slots);
+cudaError_t step_layouts(int batch, const int32_t* committed, const int32_t* page_table, int pages, int page_size,
+                         const StepLayouts& steps, cudaStream_t s) {
+  if (steps.count < 1 || steps.count > kMaxStepLayouts) return cudaErrorInvalidValue;
+  int q = 1;
+  for (int k = 0; k < steps.count; ++k) q = max(q, steps.step[k].q);
+  return launch(step_layouts_kernel, dim3((batch * q + 127) / 128, steps.count), dim3(128), 0, s, batch, committed,
+                page_table, pages, page_size, steps);
 }
 
 cudaError_t kv_compact(void* pool, int planes, int64_t slots, int64_t row_bytes, const int32_t* page_table, int pages,

@@ -32,9 +32,20 @@ cudaError_t tree_commit(int batch, int n, int steps, const int32_t* tokens, cons
                         cudaStream_t s);
 cudaError_t tree_advance(int batch, const int32_t* committed, const int32_t* accepted, const int32_t* bonus,
                          int32_t* next_committed, int32_t* next_roots, cudaStream_t s);
-cudaError_t step_layout(int batch, const int32_t* committed, const int32_t* page_table, int pages, int page_size, int q,
-                        int first, int pos_base, int pos_step, int32_t* positions, int32_t* kv_len, int32_t* slots,
-                        cudaStream_t s);
+// Steps' cache layouts in one launch (e3::Ops::step_layouts), at most kMaxStepLayouts of them.
+constexpr int kMaxStepLayouts = 16;
+struct StepLayoutArgs {
+  int q, first, pos_base, pos_step;
+  int32_t* positions;  // or null
+  int32_t* kv_len;
+  int32_t* slots;
+};
+struct StepLayouts {
+  int count = 0;
+  StepLayoutArgs step[kMaxStepLayouts];
+};
+cudaError_t step_layouts(int batch, const int32_t* committed, const int32_t* page_table, int pages, int page_size,
+                         const StepLayouts& steps, cudaStream_t s);
 // planes = 2 · layers of `slots` rows of row_bytes (a multiple of 16) each.
 cudaError_t kv_compact(void* pool, int planes, int64_t slots, int64_t row_bytes, const int32_t* page_table, int pages,
                        int page_size, int batch, int steps, const int32_t* committed, const int32_t* path,

@@ -79,6 +79,14 @@ struct NormShape {
 // rmsnorm(x, w, ·, out, at)'s row count and out's row length; throws unless they fit on `device`.
 NormShape check_norm(const Tensor& x, const Tensor& w, const Tensor& out, const NormPlacement& at, Device device);
 
+// One step's cache layout for step_layouts.
+struct StepLayout {
+  int q = 1, first = 0, pos_base = 0, pos_step = 0;
+  Tensor positions;  // i32 [B·q] or undefined
+  Tensor kv_len;     // i32 [B]
+  Tensor slots;      // i32 [B·q]
+};
+
 // Throws unless `rope` fits heads of d dims on `device`.
 void check_rope(const Rope& rope, int64_t d, Device device);
 // Throws unless copy(src, dst) is valid on `device`.
@@ -164,13 +172,13 @@ class Ops {
   // bonus[b]. All i32 [B].
   virtual void tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus,
                             const Tensor& next_committed, const Tensor& next_roots) = 0;
-  // The cache layout of a step of q new tokens per sequence at contexts [L + first, L + first + q),
-  // L = committed[b] (i32 [B]) read on the device: kv_len[b] = L + first + q, slots[b·q + j] the
+  // The cache layouts of several steps at once (a round's draft steps, verification and extend, in
+  // one launch), from L = committed[b] (i32 [B]) read on the device: for a step of q new tokens per
+  // sequence at contexts [L + first, L + first + q), kv_len[b] = L + first + q, slots[b·q + j] the
   // cache slot of context L + first + j under page_table [B, pages], and (when defined)
   // positions[b·q + j] = L + pos_base + j · pos_step.
-  virtual void step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first,
-                           int pos_base, int pos_step, const Tensor& positions, const Tensor& kv_len,
-                           const Tensor& slots) = 0;
+  virtual void step_layouts(const Tensor& committed, const Tensor& page_table, int page_size,
+                            const std::vector<StepLayout>& steps) = 0;
   // dst = src (same dtype and element count), ordered with the backend's other work.
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;
   // dst[:, col : col + src.cols] = src (same rows; dst may be wider)

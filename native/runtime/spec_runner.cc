@@ -276,14 +276,15 @@ void SpecRunner::stage(Round& rb, const HostSpecRound& r, int Bp, int width, int
 // Every step's positions, context lengths and cache slots from the committed lengths (the verify
 // step's positions come from tree_build).
 void SpecRunner::layouts(Round& rb) {
-  const int K = rb.tree.topk, S = rb.tree.steps, page = draft_kv_.page_size;
+  const int K = rb.tree.topk, S = rb.tree.steps;
+  std::vector<StepLayout> steps;
   auto layout = [&](StepTensors& io, int q, int first, int pos_base, int pos_step, bool positions) {
-    ops_.step_layout(rb.committed, rb.page_table, page, q, first, pos_base, pos_step,
-                     positions ? io.positions : Tensor(), io.layout.kv_len, io.layout.slots);
+    steps.push_back({q, first, pos_base, pos_step, positions ? io.positions : Tensor(), io.layout.kv_len, io.layout.slots});
   };
   for (int i = 1; i < S; ++i) layout(rb.drafts[size_t(i - 1)], K, (i - 1) * K, i - 1, 0, true);
   layout(rb.verify, int(rb.verify.tokens.numel() / rb.committed.numel()), 0, 0, 0, false);
   layout(rb.extend, S + 1, 0, 0, 1, true);
+  ops_.step_layouts(rb.committed, rb.page_table, draft_kv_.page_size, steps);
 }
 
 void SpecRunner::draft_tree(Round& rb) {

@@ -159,19 +159,18 @@ int64_t check_tree_advance(Device d, const Tensor& committed, const Tensor& acce
   return B;
 }
 
-int64_t check_step_layout(Device d, const Tensor& committed, const Tensor& page_table, int page_size, int q,
-                          const Tensor& positions, const Tensor& kv_len, const Tensor& slots) {
+int64_t check_step_layout(Device d, const Tensor& committed, const Tensor& page_table, int page_size, const StepLayout& step) {
   on(d, committed, DType::I32, "step_layout committed");
   on(d, page_table, DType::I32, "step_layout pageTable");
-  on(d, kv_len, DType::I32, "step_layout kvLen");
-  on(d, slots, DType::I32, "step_layout slots");
-  int64_t B = committed.numel();
-  E3_ARG(B >= 1 && q >= 1 && page_size >= 1 && page_table.rank() == 2 && page_table.dim(0) == B && kv_len.numel() == B &&
-             slots.numel() == B * q,
+  on(d, step.kv_len, DType::I32, "step_layout kvLen");
+  on(d, step.slots, DType::I32, "step_layout slots");
+  int64_t B = committed.numel(), q = step.q;
+  E3_ARG(B >= 1 && q >= 1 && page_size >= 1 && page_table.rank() == 2 && page_table.dim(0) == B &&
+             step.kv_len.numel() == B && step.slots.numel() == B * q,
          "step_layout: committed [B], pageTable [B, pages], kvLen [B] and slots [B·q] with q >= 1");
-  if (positions.defined()) {
-    on(d, positions, DType::I32, "step_layout positions");
-    E3_ARG(positions.numel() == B * q, "step_layout: positions must be [B·q]");
+  if (step.positions.defined()) {
+    on(d, step.positions, DType::I32, "step_layout positions");
+    E3_ARG(step.positions.numel() == B * q, "step_layout: positions must be [B·q]");
   }
   return B;
 }

@@ -37,8 +37,7 @@ int64_t check_kv_compact(Device d, const Tensor& pool, const Tensor& page_table,
                          const Tensor& committed, const Tensor& path, const Tensor& accepted);
 int64_t check_tree_advance(Device d, const Tensor& committed, const Tensor& accepted, const Tensor& bonus,
                            const Tensor& next_committed, const Tensor& next_roots);
-int64_t check_step_layout(Device d, const Tensor& committed, const Tensor& page_table, int page_size, int q,
-                          const Tensor& positions, const Tensor& kv_len, const Tensor& slots);
+int64_t check_step_layout(Device d, const Tensor& committed, const Tensor& page_table, int page_size, const StepLayout& step);
 // Context positions a round writes past a sequence's committed tokens: the verified tree, the
 // draft's scratch for S − 1 levels, and the draft extend's S + 1 padded tokens.
 int tree_scratch(const TreeShape& s);

@@ -581,13 +581,21 @@ void CudaOps::tree_advance(const Tensor& committed, const Tensor& accepted, cons
         "tree_advance");
 }
 
-void CudaOps::step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first,
-                          int pos_base, int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) {
-  int64_t B = check_step_layout(Device::CUDA, committed, page_table, page_size, q, positions, kv_len, slots);
-  check(e3k::step_layout(int(B), committed.ptr<int32_t>(), page_table.ptr<int32_t>(), int(page_table.dim(1)), page_size,
-                         q, first, pos_base, pos_step, positions.defined() ? positions.ptr<int32_t>() : nullptr,
-                         kv_len.ptr<int32_t>(), slots.ptr<int32_t>(), stream_),
-        "step_layout");
+void CudaOps::step_layouts(const Tensor& committed, const Tensor& page_table, int page_size, const std::vector<StepLayout>& steps) {
+  int64_t B = 0;
+  for (const StepLayout& st : steps) B = check_step_layout(Device::CUDA, committed, page_table, page_size, st);
+  for (size_t s0 = 0; s0 < steps.size(); s0 += e3k::kMaxStepLayouts) {
+    e3k::StepLayouts batch;
+    for (size_t k = s0; k < std::min(steps.size(), s0 + e3k::kMaxStepLayouts); ++k) {
+      const StepLayout& st = steps[k];
+      batch.step[batch.count++] = {st.q, st.first, st.pos_base, st.pos_step,
+                                   st.positions.defined() ? st.positions.ptr<int32_t>() : nullptr,
+                                   st.kv_len.ptr<int32_t>(), st.slots.ptr<int32_t>()};
+    }
+    check(e3k::step_layouts(int(B), committed.ptr<int32_t>(), page_table.ptr<int32_t>(), int(page_table.dim(1)), page_size,
+                            batch, stream_),
+          "step_layouts");
+  }
 }
 
 void CudaOps::kv_compact(const Tensor& pool, const Tensor& page_table, int page_size, const Tensor& committed,

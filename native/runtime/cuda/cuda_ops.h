@@ -57,8 +57,8 @@ class CudaOps final : public Ops {
                   const Tensor& path, const Tensor& accepted) override;
   void tree_advance(const Tensor& committed, const Tensor& accepted, const Tensor& bonus, const Tensor& next_committed,
                     const Tensor& next_roots) override;
-  void step_layout(const Tensor& committed, const Tensor& page_table, int page_size, int q, int first, int pos_base,
-                   int pos_step, const Tensor& positions, const Tensor& kv_len, const Tensor& slots) override;
+  void step_layouts(const Tensor& committed, const Tensor& page_table, int page_size,
+                    const std::vector<StepLayout>& steps) override;
   void scatter_rows(const Tensor& src, const Tensor& rows, const Tensor& dst) override;
   void topk_softmax(const Tensor& logits, int k, const Tensor& map, const Tensor& probs, const Tensor& ids) override;
   void sample(const Tensor& logits, const Tensor& params, const Tensor& tokens) override;
