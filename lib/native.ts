@@ -257,7 +257,9 @@ export interface NativeOps {
   topkSoftmax(logits: NativeTensor, k: number, map: NativeTensor | null, probs: NativeTensor, ids: NativeTensor): void;
   sample(logits: NativeTensor, params: NativeTensor, tokens: NativeTensor): void;
   argmax(logits: NativeTensor, tokens: NativeTensor): void;
-  treeExpand(tree: NativeTreeState, level: number, probs: NativeTensor, ids: NativeTensor, tokens?: NativeTensor | null, mask?: NativeTensor | null, parentRows?: NativeTensor | null): void;
+  /** From level 2, statesOut[i] = statesIn[parentRows[i]] (the next draft step's recurrent states) where both are given. */
+  treeExpand(tree: NativeTreeState, level: number, probs: NativeTensor, ids: NativeTensor, tokens?: NativeTensor | null, mask?: NativeTensor | null,
+    parentRows?: NativeTensor | null, statesIn?: NativeTensor | null, statesOut?: NativeTensor | null): void;
   treeBuild(tree: NativeTreeState, roots: NativeTensor, committed: NativeTensor, tokens: NativeTensor, positions: NativeTensor, mask: NativeTensor, parent: NativeTensor): void;
   treeAcceptGreedy(tokens: NativeTensor, parent: NativeTensor, argmax: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor): void;
   treeAcceptSampled(tokens: NativeTensor, parent: NativeTensor, logits: NativeTensor, params: NativeTensor, path: NativeTensor, accepted: NativeTensor, bonus: NativeTensor): void;

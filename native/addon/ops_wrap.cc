@@ -197,11 +197,12 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   Napi::Value Sample(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.sample(T(i, 0, "logits"), T(i, 1, "params"), T(i, 2, "tokens")); });
   }
-  // treeExpand(tree, level, probs, ids, tokens?, mask?, parentRows?)
+  // treeExpand(tree, level, probs, ids, tokens?, mask?, parentRows?, statesIn?, statesOut?)
   Napi::Value TreeExpand(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
       o.tree_expand(parse_tree(i[0]), int(F(i, 1)), T(i, 2, "probs"), T(i, 3, "ids"), opt_or_none(i[4], "tokens"),
-                    opt_or_none(i[5], "mask"), opt_or_none(i[6], "parentRows"));
+                    opt_or_none(i[5], "mask"), opt_or_none(i[6], "parentRows"),
+                    {opt_or_none(i[7], "statesIn"), opt_or_none(i[8], "statesOut")});
     });
   }
   // treeBuild(tree, roots, committed, tokens, positions, mask, parent)

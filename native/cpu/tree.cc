@@ -29,8 +29,8 @@ int depth_of(int flat, int K) { return flat < K ? 1 : 2 + (flat - K) / (K * K); 
 }  // namespace
 
 void CpuOps::tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
-                         const Tensor& mask, const Tensor& parent_rows) {
-  int64_t B = check_tree_expand(Device::CPU, t, level, probs, ids, tokens, mask, parent_rows);
+                         const Tensor& mask, const Tensor& parent_rows, const RowGather& states) {
+  int64_t B = check_tree_expand(Device::CPU, t, level, probs, ids, tokens, mask, parent_rows, states);
   const int K = t.topk, C = tree_candidates(t.steps, t.topk);
   const int64_t W = probs.dim(1);
   for (int64_t b = 0; b < B; ++b) {
@@ -66,6 +66,11 @@ void CpuOps::tree_expand(const TreeState& t, int level, const Tensor& probs, con
       if (tokens.defined()) tokens.ptr<int32_t>()[b * K + j] = token[node];
       if (mask.defined()) mask.ptr<int64_t>()[b * K + j] = bits[node];
       if (parent_rows.defined() && level > 1) parent_rows.ptr<int32_t>()[b * K + j] = int32_t(b * K + a);
+      if (states.dst.defined()) {
+        const size_t row = states.dst.nbytes() / size_t(states.dst.dim(0));
+        std::memcpy(static_cast<char*>(states.dst.data()) + (b * K + j) * row,
+                    static_cast<const char*>(states.src.data()) + (b * K + a) * row, row);
+      }
     }
   }
 }

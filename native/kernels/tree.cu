@@ -28,11 +28,11 @@ __device__ __forceinline__ int keep_position(const float* sc, int n, int k, int 
 }
 
 __global__ void tree_expand_kernel(TreeArgs t, int level, const float* probs, const int32_t* ids, int width,
-                                   int32_t* tokens, int64_t* mask, int32_t* parent_rows) {
+                                   int32_t* tokens, int64_t* mask, int32_t* parent_rows, RowCopy states) {
   pdl_begin();
   __shared__ float sc[256];
   __shared__ int flag[256];
-  __shared__ int from[16], keep[16];
+  __shared__ int from[16], keep[16], src_row[16];
   const int b = blockIdx.x, K = t.topk, C = t.candidates, i = threadIdx.x;
   float* score = t.score + int64_t(b) * C;
   int32_t* token = t.token + int64_t(b) * C;
@@ -75,6 +75,17 @@ __global__ void tree_expand_kernel(TreeArgs t, int level, const float* probs, co
     if (tokens) tokens[int64_t(b) * K + i] = token[node];
     if (mask) mask[int64_t(b) * K + i] = m;
     if (parent_rows && level > 1) parent_rows[int64_t(b) * K + i] = b * K + a;
+    src_row[i] = b * K + a;
+  }
+  if (!states.dst) return;
+  // The next draft step's recurrent states: each live node's parent's, 16 bytes a thread at a time.
+  __syncthreads();
+  const int64_t chunks = states.row_bytes / 16;
+  for (int64_t c = i; c < K * chunks; c += blockDim.x) {
+    const int j = int(c / chunks);
+    const int64_t off = c % chunks;
+    reinterpret_cast<uint4*>(states.dst)[(int64_t(b) * K + j) * chunks + off] =
+        reinterpret_cast<const uint4*>(states.src)[int64_t(src_row[j]) * chunks + off];
   }
 }
 
@@ -235,8 +246,10 @@ __global__ void kv_compact_kernel(char* pool, int64_t slots, int64_t row_bytes, 
 }  // namespace
 
 cudaError_t tree_expand(TreeArgs t, int batch, int level, const float* probs, const int32_t* ids, int width,
-                        int32_t* tokens, int64_t* mask, int32_t* parent_rows, cudaStream_t s) {
-  return launch(tree_expand_kernel, dim3(batch), dim3(256), 0, s, t, level, probs, ids, width, tokens, mask, parent_rows);
+                        int32_t* tokens, int64_t* mask, int32_t* parent_rows, const RowCopy& states, cudaStream_t s) {
+  if (states.dst && (level < 2 || states.row_bytes % 16)) return cudaErrorInvalidValue;
+  return launch(tree_expand_kernel, dim3(batch), dim3(256), 0, s, t, level, probs, ids, width, tokens, mask, parent_rows,
+                states);
 }
 
 cudaError_t tree_build(TreeArgs t, int batch, int n, const int32_t* roots, const int32_t* committed, int32_t* tokens,

@@ -18,8 +18,14 @@ struct TreeArgs {
   int32_t* live;
 };
 
+// Rows copied by the parent rows tree_expand computes (src row parent_rows[i] into dst row i); row_bytes a multiple of 16.
+struct RowCopy {
+  const void* src = nullptr;
+  void* dst = nullptr;
+  int64_t row_bytes = 0;
+};
 cudaError_t tree_expand(TreeArgs t, int batch, int level, const float* probs, const int32_t* ids, int width,
-                        int32_t* tokens, int64_t* mask, int32_t* parent_rows, cudaStream_t s);
+                        int32_t* tokens, int64_t* mask, int32_t* parent_rows, const RowCopy& states, cudaStream_t s);
 cudaError_t tree_build(TreeArgs t, int batch, int n, const int32_t* roots, const int32_t* committed, int32_t* tokens,
                        int32_t* positions, int64_t* mask, int32_t* parent, cudaStream_t s);
 cudaError_t tree_accept_greedy(int batch, int n, int steps, const int32_t* tokens, const int32_t* parent,

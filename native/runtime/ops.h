@@ -79,6 +79,11 @@ struct NormShape {
 // rmsnorm(x, w, ·, out, at)'s row count and out's row length; throws unless they fit on `device`.
 NormShape check_norm(const Tensor& x, const Tensor& w, const Tensor& out, const NormPlacement& at, Device device);
 
+// Rows of src copied to dst by an index another op computes (tree_expand's parent rows).
+struct RowGather {
+  Tensor src, dst;  // [R, ...] and [B·K, ...], same dtype and row size
+};
+
 // One step's cache layout for step_layouts.
 struct StepLayout {
   int q = 1, first = 0, pos_base = 0, pos_step = 0;
@@ -139,9 +144,11 @@ class Ops {
   // from the top-K of each live node (probs/ids [B·K, ≥K]), the best K by score (ties: lower
   // flat index) staying live, in flat order. Writes the next draft step's tokens and masks
   // [B·K] and, from level 2, each live node's parent row among the previous step's B·K rows
-  // (parent_rows [B·K]); undefined outputs are skipped.
+  // (parent_rows [B·K]); undefined outputs are skipped. From level 2, where `states` is given, the
+  // next step's recurrent states too: states.dst[b·K + j] = states.src[parent_rows[b·K + j]].
   virtual void tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids,
-                           const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows) = 0;
+                           const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows,
+                           const RowGather& states = {}) = 0;
   // The verified trees after the last level: under roots[b], the best N − 1 candidates (ties:
   // lower flat index) in flat order, as a verify step's tokens, positions (committed + depth)
   // and masks (bit j: sees node j), and each node's parent node (−1 for the root), all [B·N].

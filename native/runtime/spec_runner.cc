@@ -306,8 +306,7 @@ void SpecRunner::draft_tree(Round& rb) {
     ops_.topk_softmax(logits, K, map, probs, ids);
     next = i + 1 < S ? &rb.drafts[size_t(i)] : nullptr;
     ops_.tree_expand(rb.tree, i + 1, probs, ids, next ? next->tokens : Tensor(), next ? next->layout.tree_mask : Tensor(),
-                     next ? rb.parent_rows : Tensor());
-    if (next) ops_.gather_rows(states, rb.parent_rows, recurrent);
+                     next ? rb.parent_rows : Tensor(), next ? RowGather{states, recurrent} : RowGather{});
   }
   ops_.tree_build(rb.tree, rb.roots, rb.committed, rb.verify.tokens, rb.verify.positions, rb.verify.layout.tree_mask,
                   rb.tree_parent);

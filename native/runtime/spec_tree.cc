@@ -50,7 +50,7 @@ void optional(Device d, const Tensor& t, DType dt, int64_t n, const char* what) 
 }  // namespace
 
 int64_t check_tree_expand(Device d, const TreeState& t, int level, const Tensor& probs, const Tensor& ids,
-                          const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows) {
+                          const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows, const RowGather& states) {
   int64_t B = check_tree_state(d, t), K = t.topk;
   E3_ARG(level >= 1 && level <= t.steps, "tree_expand: level " + std::to_string(level) + " of a tree of " +
                                              std::to_string(t.steps) + " steps");
@@ -64,6 +64,16 @@ int64_t check_tree_expand(Device d, const TreeState& t, int level, const Tensor&
   optional(d, tokens, DType::I32, B * K, "tree_expand tokens");
   optional(d, mask, DType::I64, B * K, "tree_expand mask");
   optional(d, parent_rows, DType::I32, B * K, "tree_expand parentRows");
+  if (states.src.defined() || states.dst.defined()) {
+    E3_ARG(level > 1 && parent_rows.defined() && states.src.defined() && states.dst.defined() &&
+               states.src.device() == d && states.dst.device() == d && states.src.dtype() == states.dst.dtype() &&
+               states.src.dim(0) >= B * K && states.dst.dim(0) == B * K &&
+               states.src.nbytes() / states.src.dim(0) == states.dst.nbytes() / states.dst.dim(0),
+           "tree_expand states: from level 2 with parentRows, src [>= " + std::to_string(B * K) + ", n] into dst [" +
+               std::to_string(B * K) + ", n] on the ops' device, got " +
+               (states.src.defined() ? states.src.describe() : std::string("nothing")) + " and " +
+               (states.dst.defined() ? states.dst.describe() : std::string("nothing")));
+  }
   return B;
 }
 

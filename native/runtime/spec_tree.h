@@ -22,7 +22,7 @@ int tree_candidates(int steps, int topk);
 // Argument checks of the tree ops, shared by the backends (all tensors on `d`); they return the
 // batch size B, and tree_build's check the verified nodes N.
 int64_t check_tree_expand(Device d, const TreeState& t, int level, const Tensor& probs, const Tensor& ids,
-                          const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows);
+                          const Tensor& tokens, const Tensor& mask, const Tensor& parent_rows, const RowGather& states);
 int64_t check_tree_build(Device d, const TreeState& t, const Tensor& roots, const Tensor& committed,
                          const Tensor& tokens, const Tensor& positions, const Tensor& mask, const Tensor& parent);
 int64_t check_tree_accept(Device d, const Tensor& tokens, const Tensor& parent, const Tensor& argmax,

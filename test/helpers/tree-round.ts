@@ -9,7 +9,8 @@ import { poisoned, rng, tensor } from "./tensors.js";
 export interface TreeCase { batch: number; steps: number; topk: number; nodes: number; seed: number }
 
 export interface TreeRoundOut {
-  levels: Array<{ tokens: Int32Array; mask: BigInt64Array; parentRows: Int32Array }>;
+  /** Per level: the next step's tokens, masks and parent rows, and (from level 2) the states gathered by them. */
+  levels: Array<{ tokens: Int32Array; mask: BigInt64Array; parentRows: Int32Array; statesIn: Int32Array; statesOut: Int32Array }>;
   score: Float32Array; token: Int32Array; parent: Int32Array;
   verify: { tokens: Int32Array; positions: Int32Array; mask: BigInt64Array; parent: Int32Array };
   argmax: Int32Array; committed: Int32Array;
@@ -51,9 +52,12 @@ export function runTreeRound(ops: NativeOps, device: DeviceName, c: TreeCase): T
   for (let level = 1; level <= S; level++) {
     const rows = level === 1 ? B : B * K, width = level === 1 ? 16 : K;
     const tokens = poisoned("i32", [B * K], device), mask = poisoned("i64", [B * K], device), parentRows = poisoned("i32", [B * K], device);
+    // Rows of 16 bytes (the CUDA copy's unit), each element naming its row and column.
+    const statesIn = Int32Array.from({ length: B * K * 4 }, (_, e) => 100 * Math.floor(e / 4) + (e % 4) + level);
+    const statesOut = poisoned("i32", [B * K, 4], device);
     ops.treeExpand(tree, level, t(probRows(rows, width, r), "f32", [rows, width]), t(ids(rows * width), "i32", [rows, width]), tokens, mask,
-      level > 1 ? parentRows : null);
-    levels.push({ tokens: i32(tokens), mask: i64(mask), parentRows: i32(parentRows) });
+      level > 1 ? parentRows : null, level > 1 ? t(statesIn, "i32", [B * K, 4]) : null, level > 1 ? statesOut : null);
+    levels.push({ tokens: i32(tokens), mask: i64(mask), parentRows: i32(parentRows), statesIn, statesOut: i32(statesOut) });
   }
   const pageSize = 4, pagesPer = Math.ceil((40 + N + S + 1) / pageSize), numPages = B * pagesPer + 3;
   const perm = Array.from({ length: numPages }, (_, i) => i).sort(() => r() - 0.5);

@@ -42,6 +42,9 @@ describe("tree ops (CPU reference) follow the tree rules", () => {
             const a = prev.indexOf(parent[node]);
             expect(out.parentRows[b * K + j]).toBe(b * K + a);
             expect(out.mask[b * K + j]).toBe(bit(liveMask[l - 2][a], (l - 1) * K + j));
+            // The next step's recurrent state is the parent row's.
+            const row = (x: Int32Array, i: number) => Array.from(x.subarray(4 * i, 4 * i + 4));
+            expect(row(out.statesOut, b * K + j)).toEqual(row(out.statesIn, b * K + a));
           });
         } else {
           live.forEach((_, j) => expect(out.mask[b * K + j]).toBe(bit(0n, j)));
@@ -134,5 +137,11 @@ describe("tree ops (CPU reference) follow the tree rules", () => {
       .toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringContaining("level 3") }));
     expect(() => ops.treeExpand({ ...tree, score: T.empty("f32", [1, 5], "cpu") }, 1, T.empty("f32", [1, 2], "cpu"), T.empty("i32", [1, 2], "cpu")))
       .toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringContaining("tree candidates") }));
+    // States gathered at level 1 (no parent rows yet), or into a destination of the wrong size.
+    const states = (rows: number) => T.empty("i32", [rows, 4], "cpu");
+    expect(() => ops.treeExpand(tree, 1, T.empty("f32", [1, 2], "cpu"), T.empty("i32", [1, 2], "cpu"), null, null, null, states(2), states(2)))
+      .toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringContaining("tree_expand states") }));
+    expect(() => ops.treeExpand(tree, 2, T.empty("f32", [2, 2], "cpu"), T.empty("i32", [2, 2], "cpu"), null, null, T.empty("i32", [2], "cpu"), states(2), states(3)))
+      .toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT", message: expect.stringContaining("tree_expand states") }));
   });
 });

@@ -529,10 +529,16 @@ void CudaOps::fill_normal(const Tensor& t, uint64_t seed, float mean, float std)
 }
 
 void CudaOps::tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
-                          const Tensor& mask, const Tensor& parent_rows) {
-  int64_t B = check_tree_expand(Device::CUDA, t, level, probs, ids, tokens, mask, parent_rows);
+                          const Tensor& mask, const Tensor& parent_rows, const RowGather& states) {
+  int64_t B = check_tree_expand(Device::CUDA, t, level, probs, ids, tokens, mask, parent_rows, states);
+  e3k::RowCopy copy;
+  if (states.dst.defined()) {
+    copy = {states.src.data(), states.dst.data(), int64_t(states.dst.nbytes() / size_t(states.dst.dim(0)))};
+    E3_ARG(copy.row_bytes % 16 == 0, "tree_expand states: rows of " + std::to_string(copy.row_bytes) +
+                                         " bytes (the CUDA copy takes multiples of 16)");
+  }
   check(e3k::tree_expand(tree_args(t), int(B), level, probs.ptr<float>(), ids.ptr<int32_t>(), int(probs.dim(1)),
-                         opt<int32_t>(tokens), opt<int64_t>(mask), opt<int32_t>(parent_rows), stream_),
+                         opt<int32_t>(tokens), opt<int64_t>(mask), opt<int32_t>(parent_rows), copy, stream_),
         "tree_expand");
 }
 

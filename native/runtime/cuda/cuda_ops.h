@@ -44,7 +44,7 @@ class CudaOps final : public Ops {
   void copy_columns(const Tensor& src, const Tensor& dst, int64_t col) override;
   void copy(const Tensor& src, const Tensor& dst) override;
   void tree_expand(const TreeState& t, int level, const Tensor& probs, const Tensor& ids, const Tensor& tokens,
-                   const Tensor& mask, const Tensor& parent_rows) override;
+                   const Tensor& mask, const Tensor& parent_rows, const RowGather& states) override;
   void tree_build(const TreeState& t, const Tensor& roots, const Tensor& committed, const Tensor& tokens,
                   const Tensor& positions, const Tensor& mask, const Tensor& parent) override;
   void tree_accept_greedy(const Tensor& tokens, const Tensor& parent, const Tensor& argmax, const Tensor& path,
