@@ -475,7 +475,15 @@ int num_splits(const AttentionArgs& a, int resident_per_sm) {
   int blocks = a.num_seqs * (use_decode(a) ? 1 : tiles_per_seq(a)) * a.kv_heads;
   int want = resident_per_sm * a.sm_count / blocks;
   int kv = std::max(1, a.max_kv_len);
-  int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64, a.max_splits > 0 ? a.max_splits : 64}));
+  // Each split writes and the merge reads partial sums of every query row: past the point where
+  // they weigh as much as the K/V the blocks read (each row tile reads it again), more splits only
+  // add traffic. Decode never gets there; 32 tree tokens at 16 splits wrote 8.5 MB a layer, twice
+  // the K/V.
+  const int64_t partials = 2 * int64_t(a.tokens) * a.heads * (a.head_dim + 2) * int64_t(sizeof(float));
+  const int64_t kv_read = int64_t(a.num_seqs) * kv * a.kv_heads * a.head_dim * 2 * int64_t(sizeof(bf16)) *
+                          (use_decode(a) ? 1 : tiles_per_seq(a));
+  const int by_traffic = int(std::max<int64_t>(1, std::min<int64_t>(64, kv_read / std::max<int64_t>(1, partials))));
+  int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64, by_traffic, a.max_splits > 0 ? a.max_splits : 64}));
   int chunk = int(ceil_div(ceil_div(kv, splits), BN)) * BN;
   return int(ceil_div(kv, chunk));
 }
