@@ -245,6 +245,12 @@ export interface NativeOps {
     invFreq?: NativeTensor | null, scale?: number,
   ): void;
   attention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, layout: NativeAttentionLayout, scale: number, out: NativeTensor): void;
+  /** qkvRopeStore into q and the caches, then attention into out: one kernel where the backend fuses them (CUDA decode; q then unwritten). */
+  ropeAttention(
+    qkv: NativeTensor, qNorm: NativeTensor | null, kNorm: NativeTensor | null, eps: number, positions: NativeTensor,
+    rotaryDim: number, theta: number, layout: NativeAttentionLayout, q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor,
+    scale: number, out: NativeTensor, invFreq?: NativeTensor | null, ropeScale?: number,
+  ): void;
   siluMul(gateUp: NativeTensor, out: NativeTensor): void;
   /** out = siluMul(gateUp) · wᵀ, the activation fused into the product where the backend can (`act`: its scratch where not). */
   swigluLinear(gateUp: NativeTensor, w: NativeTensor, act: NativeTensor, out: NativeTensor): void;

@@ -103,7 +103,7 @@ function samplingRows(rows: number, sampling: typeof GREEDY): Uint8Array {
   return packSampling(Array.from({ length: rows }, (_, i) => new Sequence(i, 1, [0], 1, sampling, new Set())));
 }
 
-/** qkv_rope_store + attention over one layer's cache (a few MB: read from L2 when repeated, so optimistic). */
+/** rope_attention as a layer runs it (one kernel at decode shapes) over its cache (a few MB: read from L2 when repeated, so optimistic). */
 function attention(ops: NativeOps, T: (s: number[], d?: "bf16" | "f32" | "i32") => NativeTensor, cfg: TargetConfig, seqs: number,
   perSeq: number, context: number, time: (run: () => void) => number): number {
   const addon = native();
@@ -129,8 +129,6 @@ function attention(ops: NativeOps, T: (s: number[], d?: "bf16" | "f32" | "i32") 
   const qkv = T([rows, (nh + 2 * nkv) * D]), q = T([rows, nh, D]), out = T([rows, nh, D]);
   const qn = T([D]), kn = T([D]);
   const pos = i32(Int32Array.from(perRow((_, j) => context + j)), [rows]);
-  return time(() => {
-    ops.qkvRopeStore(qkv, cfg.qkNorm ? qn : null, cfg.qkNorm ? kn : null, 1e-6, pos, cfg.rotaryDim, cfg.ropeTheta, layout, q, kc, vc);
-    ops.attention(q, kc, vc, layout, 1 / Math.sqrt(D), out);
-  });
+  return time(() => ops.ropeAttention(qkv, cfg.qkNorm ? qn : null, cfg.qkNorm ? kn : null, 1e-6, pos, cfg.rotaryDim, cfg.ropeTheta,
+    layout, q, kc, vc, 1 / Math.sqrt(D), out));
 }

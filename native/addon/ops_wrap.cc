@@ -94,6 +94,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
         InstanceMethod<&OpsWrap::AddRmsnorm>("addRmsnorm"),
         InstanceMethod<&OpsWrap::Linear>("linear"),
         InstanceMethod<&OpsWrap::QkvRopeStore>("qkvRopeStore"),
+        InstanceMethod<&OpsWrap::RopeAttention>("ropeAttention"),
         InstanceMethod<&OpsWrap::Attention>("attention"),
         InstanceMethod<&OpsWrap::SiluMul>("siluMul"),
         InstanceMethod<&OpsWrap::SwigluLinear>("swigluLinear"),
@@ -155,12 +156,24 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   Napi::Value Linear(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) { o.linear(T(i, 0, "x"), T(i, 1, "w"), opt_tensor(i[2], "bias"), T(i, 3, "out")); });
   }
+  // Arguments 0-6 of qkvRopeStore and ropeAttention, with the optional invFreq and scale at `tail`.
+  static e3::QkvRotation rotation(const Napi::CallbackInfo& i, size_t tail) {
+    return {T(i, 0, "qkv"), opt_tensor(i[1], "qNorm"), opt_tensor(i[2], "kNorm"), F(i, 3), T(i, 4, "positions"),
+            e3::Rope{int(F(i, 5)), F(i, 6), opt_or_none(i[tail], "invFreq"), i[tail + 1].IsNumber() ? F(i, tail + 1) : 1.0f}};
+  }
   // qkvRopeStore(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, qOut, kCache, vCache, invFreq?, scale?)
   Napi::Value QkvRopeStore(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
-      e3::Rope rope{int(F(i, 5)), F(i, 6), opt_or_none(i[11], "invFreq"), i[12].IsNumber() ? F(i, 12) : 1.0f};
-      o.qkv_rope_store(T(i, 0, "qkv"), opt_tensor(i[1], "qNorm"), opt_tensor(i[2], "kNorm"), F(i, 3), T(i, 4, "positions"),
-                       rope, parse_layout(i[7]), T(i, 8, "qOut"), T(i, 9, "kCache"), T(i, 10, "vCache"));
+      e3::QkvRotation r = rotation(i, 11);
+      o.qkv_rope_store(r.qkv, r.q_norm, r.k_norm, r.eps, r.positions, r.rope, parse_layout(i[7]), T(i, 8, "qOut"),
+                       T(i, 9, "kCache"), T(i, 10, "vCache"));
+    });
+  }
+  // ropeAttention(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, q, kCache, vCache, scale, out, invFreq?, ropeScale?)
+  Napi::Value RopeAttention(const Napi::CallbackInfo& i) {
+    return run(i, [&](e3::Ops& o) {
+      o.rope_attention(rotation(i, 13), parse_layout(i[7]), T(i, 8, "q"), T(i, 9, "kCache"), T(i, 10, "vCache"), F(i, 11),
+                       T(i, 12, "out"));
     });
   }
   // attention(q, kCache, vCache, layout, scale, out)

@@ -2,6 +2,7 @@
 
 #include "kernels/attention.cuh"
 #include "kernels/device.cuh"
+#include "kernels/rope_head.cuh"
 
 namespace e3k {
 
@@ -255,13 +256,18 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
 // tile, so instead of four warps each holding 16 rows (three of them idle at decode) the four warps
 // take 16 positions each of every 64-position tile, three tiles in flight, and their softmax
 // states merge at the end. Block (sequence, kv head, split); output as attention_mma_kernel's.
+// The tiles below the new tokens were cached by earlier steps, never by the kernel just before
+// this one, so they are loaded before waiting for it.
+// ROPE: the new tokens' q/k/v come straight from the qkv product (`rope`, full-width rotation):
+// each block rotates its group's queries itself, and the block whose range holds a new token's
+// position rotates and caches its K and V before loading that tile: qkv_rope_store's work without
+// its launch, and the same bits.
 constexpr int kDecodeRows = 16;
 constexpr int kDecodeStages = 3;
 
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(AttentionArgs a, int splits) {
-  pdl_begin();
-  constexpr int LD = D + 8, CH = D / 8, QR = kDecodeRows, STAGE = 2 * BN * LD;
+template <int D, bool ROPE>
+__global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(AttentionArgs a, QkvRopeArgs rope, int splits) {
+  constexpr int LD = D + 8, CH = D / 8, QR = kDecodeRows, STAGE = 2 * BN * LD, E = D / 32;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
   bf16* sKV = sQ + QR * LD;  // [stage][K, V][BN][LD]
@@ -273,12 +279,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
   const int open_end = min(end, min(r.mask_base, r.kv_len));  // seen by every row below this
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
 
-  for (int c = tid; c < QR * CH; c += blockDim.x) {
-    int row = c / CH, col = (c % CH) * 8;
-    bool ok = row < rows;
-    int tok = ok ? row / g : 0, head = kvh * g + (ok ? row % g : 0);
-    cp_async16(sQ + row * LD + col, a.q + (int64_t(r.q0 + tok) * a.heads + head) * D + col, ok);
-  }
   auto load_kv = [&](int kv0, int stage) {
     bf16* k = sKV + stage * STAGE;
     for (int c = tid; c < BN * CH; c += blockDim.x) {
@@ -289,9 +289,59 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
       cp_async16(k + (BN + row) * LD + col, a.v_cache + off, ok);
     }
   };
-  // One group per tile (the first with Q); every iteration commits one, empty past the end.
-  for (int i = 0; i < kDecodeStages - 1; ++i) {
-    if (begin + i * BN < end) load_kv(begin + i * BN, i);
+  // One group per tile, the first kDecodeStages − 1 before the loop; every iteration commits one,
+  // empty past the end.
+  int issued = 0;
+  for (; issued < kDecodeStages - 1; ++issued) {
+    const int kv0 = begin + issued * BN;
+    if (kv0 >= end || min(kv0 + BN, end) > r.prefix) break;
+    load_kv(kv0, issued);
+    cp_async_commit();
+  }
+  pdl_begin();
+
+  if constexpr (ROPE) {
+    const int total = a.heads + 2 * a.kv_heads;
+    const int64_t q0 = r.q0;
+    // This group's rotated queries (zero rows past the new ones).
+    for (int row = warp; row < QR; row += kWarps) {
+      float h[E];
+      const int tok = row / g;
+      const bf16* src = rope.qkv + ((q0 + tok) * total + kvh * g + row % g) * D;
+#pragma unroll
+      for (int e = 0; e < E; ++e) h[e] = row < rows ? __bfloat162float(src[lane + 32 * e]) : 0.0f;
+      if (row < rows) norm_rope_lanes<E>(h, rope.q_norm, rope, float(rope.positions[q0 + tok]));
+#pragma unroll
+      for (int e = 0; e < E; ++e) sQ[row * LD + lane + 32 * e] = __float2bfloat16(h[e]);
+    }
+    // The new tokens in this block's range: K rotated and V as it is, into the cache.
+    for (int p = max(begin, r.prefix) + warp; p < end; p += kWarps) {
+      const int64_t t = q0 + (p - r.prefix);
+      const bf16* k = rope.qkv + (t * total + a.heads + kvh) * D;
+      const bf16* v = k + int64_t(a.kv_heads) * D;
+      const int64_t dst = (int64_t(rope.slots[t]) * a.kv_heads + kvh) * D;
+      float h[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) h[e] = __bfloat162float(k[lane + 32 * e]);
+      norm_rope_lanes<E>(h, rope.k_norm, rope, float(rope.positions[t]));
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        rope.k_cache[dst + lane + 32 * e] = __float2bfloat16(h[e]);
+        rope.v_cache[dst + lane + 32 * e] = v[lane + 32 * e];
+      }
+    }
+  } else {
+    for (int c = tid; c < QR * CH; c += blockDim.x) {
+      int row = c / CH, col = (c % CH) * 8;
+      bool ok = row < rows;
+      int tok = ok ? row / g : 0, head = kvh * g + (ok ? row % g : 0);
+      *reinterpret_cast<uint4*>(sQ + row * LD + col) =
+          ok ? *reinterpret_cast<const uint4*>(a.q + (int64_t(r.q0 + tok) * a.heads + head) * D + col) : make_uint4(0, 0, 0, 0);
+    }
+  }
+  __syncthreads();  // the queries, and the new tokens' K/V before the tiles holding them load
+  for (; issued < kDecodeStages - 1; ++issued) {
+    if (begin + issued * BN < end) load_kv(begin + issued * BN, issued);
     cp_async_commit();
   }
 
@@ -504,12 +554,15 @@ int prepare(Kernel* kernel, size_t smem) {
   return r;
 }
 
-// Done once per kernel: [0] the tile kernel, [1] the decode kernel.
+// Done once per kernel: [0] the tile kernel, [1] the decode kernel, [2] the decode kernel with the
+// rotation fused. Splits are planned by the first two, so that the workspace a step sized fits
+// either decode launch.
 template <int D>
-int resident_per_sm(bool decode) {
-  static const int n[2] = {prepare(attention_mma_kernel<D>, smem_bytes<D>(false)),
-                           prepare(attention_decode_kernel<D>, smem_bytes<D>(true))};
-  return n[decode];
+int resident_per_sm(int kind) {
+  static const int n[3] = {prepare(attention_mma_kernel<D>, smem_bytes<D>(false)),
+                           prepare(attention_decode_kernel<D, false>, smem_bytes<D>(true)),
+                           prepare(attention_decode_kernel<D, true>, smem_bytes<D>(true))};
+  return n[kind];
 }
 
 int num_splits(const AttentionArgs& a) {
@@ -517,17 +570,19 @@ int num_splits(const AttentionArgs& a) {
   return num_splits(a, a.head_dim == 64 ? resident_per_sm<64>(decode) : resident_per_sm<128>(decode));
 }
 
+// rope: the decode kernel rotates and caches the new tokens itself (use_decode must hold).
 template <int D>
-cudaError_t launch_mma(const AttentionArgs& a, cudaStream_t s) {
+cudaError_t launch_mma(const AttentionArgs& a, const QkvRopeArgs* rope, cudaStream_t s) {
   const bool decode = use_decode(a);
   const int resident = resident_per_sm<D>(decode);
-  if (resident == 0) return cudaErrorInvalidConfiguration;
+  if (resident == 0 || (rope && resident_per_sm<D>(2) == 0)) return cudaErrorInvalidConfiguration;
   const int tiles = tiles_per_seq(a), splits = num_splits(a, resident);
   const size_t smem = smem_bytes<D>(decode);
   cudaError_t e;
   if (decode) {
     dim3 grid(unsigned(a.num_seqs), unsigned(a.kv_heads), unsigned(splits));
-    e = launch(attention_decode_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, splits);
+    e = rope ? launch(attention_decode_kernel<D, true>, grid, dim3(kWarps * 32), smem, s, a, *rope, splits)
+             : launch(attention_decode_kernel<D, false>, grid, dim3(kWarps * 32), smem, s, a, QkvRopeArgs{}, splits);
   } else {
     dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
     e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, tiles, splits);
@@ -552,10 +607,20 @@ size_t attention_workspace_floats(const AttentionArgs& a) {
 cudaError_t attention(const AttentionArgs& a, cudaStream_t s) {
   if (a.tokens == 0) return cudaSuccess;
   if (a.head_dim > 256 || a.heads % a.kv_heads) return cudaErrorInvalidValue;
-  if (a.head_dim == 64) return launch_mma<64>(a, s);
-  if (a.head_dim == 128) return launch_mma<128>(a, s);
+  if (a.head_dim == 64) return launch_mma<64>(a, nullptr, s);
+  if (a.head_dim == 128) return launch_mma<128>(a, nullptr, s);
   int64_t rows = int64_t(a.tokens) * a.heads;
   return launch(attention_simple_kernel, dim3(ceil_div(rows, 4)), dim3(128), 0, s, a);
+}
+
+bool rope_attention_fits(const AttentionArgs& a, const QkvRopeArgs& r) {
+  return a.tokens > 0 && use_mma(a.head_dim) && use_decode(a) && a.heads % a.kv_heads == 0 && r.rotary_dim == a.head_dim &&
+         r.head_dim == a.head_dim && r.heads == a.heads && r.kv_heads == a.kv_heads && r.tokens == a.tokens;
+}
+
+cudaError_t rope_attention(const AttentionArgs& a, const QkvRopeArgs& r, cudaStream_t s) {
+  if (!rope_attention_fits(a, r)) return cudaErrorInvalidValue;
+  return a.head_dim == 64 ? launch_mma<64>(a, &r, s) : launch_mma<128>(a, &r, s);
 }
 
 }  // namespace e3k

@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "kernels/rope.cuh"
 #include "kernels/types.h"
 
 namespace e3k {
@@ -29,6 +30,13 @@ struct AttentionArgs {
 
 // Floats of workspace the launch needs for these bounds (0 when it needs none).
 size_t attention_workspace_floats(const AttentionArgs& a);
+// At decode shapes the cached context below the new tokens is read before the kernel ahead of this
+// one is done (programmatic launch): that kernel may write the new tokens' K/V, nothing older.
 cudaError_t attention(const AttentionArgs& a, cudaStream_t s);
+
+// qkv_rope_store(r) then attention(a), as one decode kernel, where rope_attention_fits: decode
+// shapes (a sequence's new rows fit one 16-row tile), head_dim 64 or 128, full-width rotation.
+bool rope_attention_fits(const AttentionArgs& a, const QkvRopeArgs& r);
+cudaError_t rope_attention(const AttentionArgs& a, const QkvRopeArgs& r, cudaStream_t s);
 
 }  // namespace e3k

@@ -1,5 +1,5 @@
 #include "kernels/rope.cuh"
-#include "kernels/device.cuh"
+#include "kernels/rope_head.cuh"
 
 namespace e3k {
 
@@ -16,14 +16,7 @@ __global__ void __launch_bounds__(kWarps * 32) qkv_rope_store_kernel(QkvRopeArgs
   int d = a.head_dim, half = a.rotary_dim / 2, total = a.heads + 2 * a.kv_heads;
   pdl_begin();
   float pos = float(a.positions[t]);
-  // One angle per frequency; cos/sin rounded to bf16 as transformers does.
-  for (int j = threadIdx.x; j < half; j += blockDim.x) {
-    float inv_freq = a.inv_freq ? a.inv_freq[j] : 1.0f / powf(a.theta, float(2 * j) / float(a.rotary_dim));
-    float sn, cs;
-    sincosf(pos * inv_freq, &sn, &cs);
-    cos_t[j] = rbf(cs * a.scale);
-    sin_t[j] = rbf(sn * a.scale);
-  }
+  for (int j = threadIdx.x; j < half; j += blockDim.x) rope_angle(a, pos, j, cos_t[j], sin_t[j]);
   float* h = buf[warp];
   bool live = head < total;
   const bf16* src = a.qkv + (int64_t(t) * total + head) * d;
@@ -42,15 +35,16 @@ __global__ void __launch_bounds__(kWarps * 32) qkv_rope_store_kernel(QkvRopeArgs
   const bf16* norm = is_q ? a.q_norm : is_v ? nullptr : a.k_norm;
   if (norm) {
     float inv = rsqrtf(warp_sum(ss) / float(d) + a.eps);
-    for (int i = lane; i < d; i += 32) h[i] = rbf(__bfloat162float(norm[i]) * rbf(h[i] * inv));
+    for (int i = lane; i < d; i += 32) h[i] = head_norm(h[i], inv, norm, i);
     __syncwarp();
   }
   for (int i = lane; i < d; i += 32) {
     float out = h[i];
     if (!is_v && i < 2 * half) {
       int j = i < half ? i : i - half;
-      float rot = i < half ? -h[i + half] : h[i - half];
-      out = rbf(out * cos_t[j]) + rbf(rot * sin_t[j]);
+      float lo = h[j], hi = h[j + half];
+      rotate_pair(lo, hi, cos_t[j], sin_t[j]);
+      out = i < half ? lo : hi;
     }
     dst[i] = __float2bfloat16(out);
   }

@@ -91,8 +91,8 @@ void DraftModel::forward(const DraftStep& io, const KvCache& kv) {
   Tensor residual = h;
 
   ops_.linear(a, w_.qkv, nullptr, qkv);
-  ops_.qkv_rope_store(qkv, nullptr, nullptr, c.eps, io.positions, rope(), io.layout, q, kv.k[0], kv.v[0]);
-  ops_.attention(q, kv.k[0], kv.v[0], io.layout, 1.0f / std::sqrt(float(c.head_dim)), attn);
+  ops_.rope_attention({qkv, nullptr, nullptr, c.eps, io.positions, rope()}, io.layout, q, kv.k[0], kv.v[0],
+                      1.0f / std::sqrt(float(c.head_dim)), attn);
   ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), w_.o, nullptr, proj);
   ops_.add_rmsnorm(residual, proj, w_.post_norm, c.eps, y);  // residual = h1
   ops_.linear(y, w_.gate_up, nullptr, gate_up);

@@ -57,6 +57,17 @@ struct Rope {
   float scale = 1.0f;
 };
 
+// A layer's new tokens as its qkv product left them [T, (nh + 2·nkv)·d], and what qkv_rope_store
+// applies to them: the optional per-head q/k RMSNorm, the rope at each token's position.
+struct QkvRotation {
+  Tensor qkv;
+  const Tensor* q_norm = nullptr;
+  const Tensor* k_norm = nullptr;
+  float eps = 1e-6f;
+  Tensor positions;
+  Rope rope;
+};
+
 // Where add_rmsnorm also writes the new residual (a target layer's output, kept for the draft):
 // row r into dst[rows[r], c : c + n] (row r when rows is undefined) for each offset c in cols, at
 // most three. Fused into the norm so that keeping features costs no launch of its own.
@@ -127,6 +138,10 @@ class Ops {
   // k_cache / v_cache: [num_pages · page_size, nkv, d].
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                          const AttentionLayout& layout, float scale, const Tensor& out) = 0;
+  // qkv_rope_store(in → q, k_cache, v_cache) then attention(q → out): fused where the backend can
+  // (CUDA at decode shapes, where q is then left unwritten).
+  virtual void rope_attention(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q,
+                              const Tensor& k_cache, const Tensor& v_cache, float scale, const Tensor& out);
   // out[T, I] = silu(gate_up[:, :I]) * gate_up[:, I:]
   virtual void silu_mul(const Tensor& gate_up, const Tensor& out) = 0;
   // out[T, N] = silu_mul(gate_up) · w[N, I]ᵀ: the MLP's down product over its activation, fused

@@ -86,9 +86,9 @@ void QwenModel::forward(const StepTensors& io, const KvCache& kv) {
       ops_.add_rmsnorm(x, proj, L.input_norm, c.eps, normed, capture(l - 1));  // x is now layer l-1's output
     }
     ops_.linear(normed, L.qkv, c.qkv_bias ? &L.qkv_bias : nullptr, qkv);
-    ops_.qkv_rope_store(qkv, c.qk_norm ? &L.q_norm : nullptr, c.qk_norm ? &L.k_norm : nullptr, c.eps, io.positions,
-                        Rope{c.rotary_dim, c.rope_theta, Tensor(), 1.0f}, io.layout, q, kv.k[size_t(l)], kv.v[size_t(l)]);
-    ops_.attention(q, kv.k[size_t(l)], kv.v[size_t(l)], io.layout, scale, attn);
+    ops_.rope_attention({qkv, c.qk_norm ? &L.q_norm : nullptr, c.qk_norm ? &L.k_norm : nullptr, c.eps, io.positions,
+                         Rope{c.rotary_dim, c.rope_theta, Tensor(), 1.0f}},
+                        io.layout, q, kv.k[size_t(l)], kv.v[size_t(l)], scale, attn);
     ops_.linear(attn.view({T, int64_t(c.heads) * c.head_dim}), L.o, nullptr, proj);
     ops_.add_rmsnorm(x, proj, L.post_norm, c.eps, normed);
     ops_.linear(normed, L.gate_up, nullptr, gate_up);

@@ -264,6 +264,44 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     }
   });
 
+  // Decode shapes (a sequence's rows fit one 16-row tile) rotate and cache the new tokens inside the
+  // attention kernel; the others run the two ops. Either way: qkv_rope_store then attention, bit for
+  // bit, caches included. The head-64 cases take a scaled RoPE's table.
+  it.each(attentionCases.filter((c) => c.d === 64 || c.d === 128))("rope_attention: $name, the bits of qkv_rope_store then attention", (c) => {
+    const r = rng(c.d * 5 + c.heads + c.name.length);
+    const seqs = c.seqs(r);
+    const pageSize = 16, numPages = seqs.reduce((n, s) => n + Math.ceil(s.kvLen / pageSize), 0) + 3;
+    const h = hostLayout(seqs, pageSize, numPages, r);
+    const T = h.numTokens, slots = numPages * pageSize, width = (c.heads + 2 * c.kv) * c.d;
+    const bf16 = (data: Float32Array, shape: number[]) => tensor(roundBf16(data), "bf16", shape, "cuda");
+    const qkv = bf16(randn(T * width, r), [T, width]);
+    const qNorm = bf16(uniform(c.d, r, 0.5, 1.5), [c.d]), kNorm = bf16(uniform(c.d, r, 0.5, 1.5), [c.d]);
+    const positions = tensor(Int32Array.from({ length: T }, () => Math.floor(r() * 40000)), "i32", [T], "cuda");
+    const kData = randn(slots * c.kv * c.d, r), vData = randn(slots * c.kv * c.d, r);
+    const base = c.base ? Int32Array.from(seqs, (s) => s.kvLen - 12) : undefined;
+    const layout = { ...deviceLayout(h, "cuda"), treeBase: base && tensor(base, "i32", [base.length], "cuda") };
+    const scaled = c.d === 64;
+    const table = scaled ? tensor(Float32Array.from({ length: c.d / 2 }, (_, j) => 1e6 ** (-2 * j / c.d) / (j > c.d / 4 ? 4 : 1)), "f32", [c.d / 2], "cuda") : null;
+    const ropeScale = scaled ? 1.1386 : 1, scale = 1 / Math.sqrt(c.d);
+    const ops = gpu();
+    for (const max of [0, 3]) {
+      ops.setAttentionSplits(max);
+      const run = (fused: boolean) => {
+        const kc = bf16(kData, [slots, c.kv, c.d]), vc = bf16(vData, [slots, c.kv, c.d]);
+        const q = poisoned("bf16", [T, c.heads, c.d], "cuda"), out = poisoned("bf16", [T, c.heads, c.d], "cuda");
+        if (fused) {
+          ops.ropeAttention(qkv, qNorm, kNorm, 1e-6, positions, c.d, 1e6, layout, q, kc, vc, scale, out, table, ropeScale);
+        } else {
+          ops.qkvRopeStore(qkv, qNorm, kNorm, 1e-6, positions, c.d, 1e6, layout, q, kc, vc, table, ropeScale);
+          ops.attention(q, kc, vc, layout, scale, out);
+        }
+        return [out, kc, vc].map((t) => Buffer.from(t.toBytes()));
+      };
+      const want = run(false), got = run(true);
+      ["out", "k cache", "v cache"].forEach((what, i) => expect(got[i].equals(want[i]), `${c.name}, splits ${max}: ${what}`).toBe(true));
+    }
+  });
+
   it.each([1, 7, 111])("embedding, silu_mul, gather_rows, copy_columns: %i rows", (rows) => {
     const r = rng(rows * 13);
     const V = 1000, H = 96, I = 200;

@@ -373,30 +373,28 @@ void CudaOps::swiglu_linear(const Tensor& gate_up, const Tensor& w, const Tensor
   else Ops::swiglu_linear(gate_up, w, act, out);
 }
 
-void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                             const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
-                             const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
-  on_gpu(qkv, DType::BF16, "qkv_rope_store qkv");
-  on_gpu(positions, DType::I32, "qkv_rope_store positions");
+e3k::QkvRopeArgs CudaOps::rope_args(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q_out,
+                                   const Tensor& k_cache, const Tensor& v_cache) {
+  on_gpu(in.qkv, DType::BF16, "qkv_rope_store qkv");
+  on_gpu(in.positions, DType::I32, "qkv_rope_store positions");
   on_gpu(q_out, DType::BF16, "qkv_rope_store q_out");
   on_gpu(k_cache, DType::BF16, "k_cache");
   on_gpu(v_cache, DType::BF16, "v_cache");
-  int64_t T = qkv.dim(0), nh = q_out.dim(1), d = q_out.dim(2), nkv = k_cache.dim(1);
-  E3_ARG(qkv.dim(1) == (nh + 2 * nkv) * d && q_out.dim(0) == T && d <= 256,
-         "qkv_rope_store: " + qkv.describe() + " does not split into q " + q_out.describe() + " and kv of " +
+  int64_t T = in.qkv.dim(0), nh = q_out.dim(1), d = q_out.dim(2), nkv = k_cache.dim(1);
+  E3_ARG(in.qkv.dim(1) == (nh + 2 * nkv) * d && q_out.dim(0) == T && d <= 256,
+         "qkv_rope_store: " + in.qkv.describe() + " does not split into q " + q_out.describe() + " and kv of " +
              std::to_string(nkv) + " heads (head_dim at most 256)");
-  check_rope(rope, d, Device::CUDA);
-  if (q_norm) on_gpu(*q_norm, DType::BF16, "q_norm");
-  if (k_norm) on_gpu(*k_norm, DType::BF16, "k_norm");
-  e3k::QkvRopeArgs a{bf(qkv), q_norm ? bf(*q_norm) : nullptr, k_norm ? bf(*k_norm) : nullptr,
-                     positions.ptr<int32_t>(), layout.slots.ptr<int32_t>(), bf(q_out), bf(k_cache), bf(v_cache),
-                     int(T), int(nh), int(nkv), int(d), rope.rotary_dim, eps, rope.theta,
-                     rope.inv_freq.defined() ? rope.inv_freq.ptr<float>() : nullptr, rope.scale};
-  check(e3k::qkv_rope_store(a, stream_), "qkv_rope_store");
+  check_rope(in.rope, d, Device::CUDA);
+  if (in.q_norm) on_gpu(*in.q_norm, DType::BF16, "q_norm");
+  if (in.k_norm) on_gpu(*in.k_norm, DType::BF16, "k_norm");
+  return {bf(in.qkv), in.q_norm ? bf(*in.q_norm) : nullptr, in.k_norm ? bf(*in.k_norm) : nullptr,
+          in.positions.ptr<int32_t>(), layout.slots.ptr<int32_t>(), bf(q_out), bf(k_cache), bf(v_cache),
+          int(T), int(nh), int(nkv), int(d), in.rope.rotary_dim, in.eps, in.rope.theta,
+          in.rope.inv_freq.defined() ? in.rope.inv_freq.ptr<float>() : nullptr, in.rope.scale};
 }
 
-void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& L,
-                        float scale, const Tensor& out) {
+e3k::AttentionArgs CudaOps::attention_args(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                                           const AttentionLayout& L, float scale, const Tensor& out) {
   on_gpu(q, DType::BF16, "attention q");
   on_gpu(k_cache, DType::BF16, "attention k_cache");
   on_gpu(v_cache, DType::BF16, "attention v_cache");
@@ -410,6 +408,30 @@ void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_
                        bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
                        L.max_kv_len, scale, sm_count_, nullptr, attention_splits_};
   a.workspace = workspace(attn_ws_, e3k::attention_workspace_floats(a));
+  return a;
+}
+
+void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
+                             const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
+                             const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
+  check(e3k::qkv_rope_store(rope_args({qkv, q_norm, k_norm, eps, positions, rope}, layout, q_out, k_cache, v_cache), stream_),
+        "qkv_rope_store");
+}
+
+void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& L,
+                        float scale, const Tensor& out) {
+  check(e3k::attention(attention_args(q, k_cache, v_cache, L, scale, out), stream_), "attention");
+}
+
+void CudaOps::rope_attention(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q,
+                             const Tensor& k_cache, const Tensor& v_cache, float scale, const Tensor& out) {
+  const e3k::QkvRopeArgs r = rope_args(in, layout, q, k_cache, v_cache);
+  const e3k::AttentionArgs a = attention_args(q, k_cache, v_cache, layout, scale, out);
+  if (e3k::rope_attention_fits(a, r)) {
+    check(e3k::rope_attention(a, r, stream_), "rope_attention");
+    return;
+  }
+  check(e3k::qkv_rope_store(r, stream_), "qkv_rope_store");
   check(e3k::attention(a, stream_), "attention");
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/attention.cuh"
 #include "runtime/ops.h"
 
 namespace e3 {
@@ -38,6 +39,8 @@ class CudaOps final : public Ops {
                       const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) override;
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
                  float scale, const Tensor& out) override;
+  void rope_attention(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q, const Tensor& k_cache,
+                      const Tensor& v_cache, float scale, const Tensor& out) override;
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void swiglu_linear(const Tensor& gate_up, const Tensor& w, const Tensor& act, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
@@ -72,6 +75,11 @@ class CudaOps final : public Ops {
 
  private:
   float* workspace(Tensor& ws, size_t floats);  // ws grown to at least `floats` (the old one kept for graphs)
+  // Checked launch arguments of qkv_rope_store and attention (the latter with its workspace sized).
+  e3k::QkvRopeArgs rope_args(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q_out,
+                             const Tensor& k_cache, const Tensor& v_cache);
+  e3k::AttentionArgs attention_args(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                                    const AttentionLayout& layout, float scale, const Tensor& out);
   bool use_gemv(int64_t m, int64_t n, int64_t k) const;  // the own kernel for few rows unless cuBLASLt is pinned
   bool use_skinny(int64_t m, int64_t k) const;  // the tensor-core kernel for a few rows
   void skinny(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out, int64_t m, int64_t k, bool swiglu);
