@@ -301,8 +301,17 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
   pdl_begin();
 
   if constexpr (ROPE) {
-    const int total = a.heads + 2 * a.kv_heads;
+    const int total = a.heads + 2 * a.kv_heads, half = D / 2;
     const int64_t q0 = r.q0;
+    // The new tokens' angles, in the stage the prologue leaves free: [token][cos, sin][half].
+    float* angles = reinterpret_cast<float*>(sKV + (kDecodeStages - 1) * STAGE);
+    for (int i = tid; i < r.q_len * half; i += blockDim.x) {
+      const int tok = i / half, j = i % half;
+      rope_angle(rope, float(rope.positions[q0 + tok]), j, angles[tok * D + j], angles[tok * D + half + j]);
+    }
+    __syncthreads();
+    auto cos_of = [&](int tok) { return angles + tok * D; };
+    auto sin_of = [&](int tok) { return angles + tok * D + half; };
     // This group's rotated queries (zero rows past the new ones).
     for (int row = warp; row < QR; row += kWarps) {
       float h[E];
@@ -310,7 +319,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
       const bf16* src = rope.qkv + ((q0 + tok) * total + kvh * g + row % g) * D;
 #pragma unroll
       for (int e = 0; e < E; ++e) h[e] = row < rows ? __bfloat162float(src[lane + 32 * e]) : 0.0f;
-      if (row < rows) norm_rope_lanes<E>(h, rope.q_norm, rope, float(rope.positions[q0 + tok]));
+      if (row < rows) norm_rope_lanes<E>(h, rope.q_norm, rope.eps, cos_of(tok), sin_of(tok));
 #pragma unroll
       for (int e = 0; e < E; ++e) sQ[row * LD + lane + 32 * e] = __float2bfloat16(h[e]);
     }
@@ -323,7 +332,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
       float h[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) h[e] = __bfloat162float(k[lane + 32 * e]);
-      norm_rope_lanes<E>(h, rope.k_norm, rope, float(rope.positions[t]));
+      norm_rope_lanes<E>(h, rope.k_norm, rope.eps, cos_of(p - r.prefix), sin_of(p - r.prefix));
 #pragma unroll
       for (int e = 0; e < E; ++e) {
         rope.k_cache[dst + lane + 32 * e] = __float2bfloat16(h[e]);

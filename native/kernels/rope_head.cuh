@@ -28,25 +28,22 @@ __device__ __forceinline__ void rotate_pair(float& lo, float& hi, float cs, floa
 }
 
 // One head held by a warp, lane l holding elements l + 32·e (E = head_dim / 32): the optional norm,
-// then full-width rotation (rotary_dim = head_dim: element x pairs with x + head_dim / 2, which the
-// same lane holds).
+// then full-width rotation by the token's angles (rope_angle of j = 0 … head_dim / 2 − 1; element x
+// pairs with x + head_dim / 2, which the same lane holds).
 template <int E>
-__device__ __forceinline__ void norm_rope_lanes(float (&h)[E], const bf16* norm, const QkvRopeArgs& a, float pos) {
+__device__ __forceinline__ void norm_rope_lanes(float (&h)[E], const bf16* norm, float eps, const float* cos_t,
+                                                const float* sin_t) {
   const int lane = threadIdx.x & 31;
   if (norm) {
     float ss = 0.0f;
 #pragma unroll
     for (int e = 0; e < E; ++e) ss += h[e] * h[e];
-    const float inv = rsqrtf(warp_sum(ss) / float(E * 32) + a.eps);
+    const float inv = rsqrtf(warp_sum(ss) / float(E * 32) + eps);
 #pragma unroll
     for (int e = 0; e < E; ++e) h[e] = head_norm(h[e], inv, norm, lane + 32 * e);
   }
 #pragma unroll
-  for (int e = 0; e < E / 2; ++e) {
-    float cs, sn;
-    rope_angle(a, pos, lane + 32 * e, cs, sn);
-    rotate_pair(h[e], h[e + E / 2], cs, sn);
-  }
+  for (int e = 0; e < E / 2; ++e) rotate_pair(h[e], h[e + E / 2], cos_t[lane + 32 * e], sin_t[lane + 32 * e]);
 }
 
 }  // namespace e3k
