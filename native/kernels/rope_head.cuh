@@ -28,11 +28,11 @@ __device__ __forceinline__ void rotate_pair(float& lo, float& hi, float cs, floa
 }
 
 // One head held by a warp, lane l holding elements l + 32·e (E = head_dim / 32): the optional norm,
-// then full-width rotation by the token's angles (rope_angle of j = 0 … head_dim / 2 − 1; element x
-// pairs with x + head_dim / 2, which the same lane holds).
+// then full-width rotation (element x pairs with x + head_dim / 2, which the same lane holds), by
+// the angles of frequencies j = l + 32·e, e < E / 2 (rope_angle).
 template <int E>
-__device__ __forceinline__ void norm_rope_lanes(float (&h)[E], const bf16* norm, float eps, const float* cos_t,
-                                                const float* sin_t) {
+__device__ __forceinline__ void norm_rope_lanes(float (&h)[E], const bf16* norm, float eps, const float (&cos_t)[E / 2],
+                                                const float (&sin_t)[E / 2]) {
   const int lane = threadIdx.x & 31;
   if (norm) {
     float ss = 0.0f;
@@ -43,7 +43,7 @@ __device__ __forceinline__ void norm_rope_lanes(float (&h)[E], const bf16* norm,
     for (int e = 0; e < E; ++e) h[e] = head_norm(h[e], inv, norm, lane + 32 * e);
   }
 #pragma unroll
-  for (int e = 0; e < E / 2; ++e) rotate_pair(h[e], h[e + E / 2], cos_t[lane + 32 * e], sin_t[lane + 32 * e]);
+  for (int e = 0; e < E / 2; ++e) rotate_pair(h[e], h[e + E / 2], cos_t[e], sin_t[e]);
 }
 
 }  // namespace e3k
