@@ -82,6 +82,28 @@ describe("qkv_rope_store with a table (CPU reference)", () => {
   });
 });
 
+describe("rope_attention (CPU: the two ops in turn)", () => {
+  it("rotates by its table and attends as qkv_rope_store then attention do, the rope's arguments in the same places", () => {
+    const ops = new (native().NativeOps)("cpu");
+    const d = 8, heads = 2, kv = 1, r = rng(5);
+    const h = hostLayout([{ qLen: 2, kvLen: 9 }], 16, 4, r);
+    const qkv = tensor(randn(2 * (heads + 2 * kv) * d, r), "f32", [2, (heads + 2 * kv) * d], "cpu");
+    const positions = tensor(Int32Array.of(7, 8), "i32", [2], "cpu"), table = tensor(Float32Array.of(1, 0.3, 0.05, 0.001), "f32", [d / 2], "cpu");
+    const cache = randn(64 * kv * d, r);
+    const run = (fused: boolean) => {
+      const q = poisoned("f32", [2, heads, d], "cpu"), out = poisoned("f32", [2, heads, d], "cpu");
+      const kc = tensor(cache, "f32", [64, kv, d], "cpu"), vc = tensor(cache, "f32", [64, kv, d], "cpu");
+      if (fused) ops.ropeAttention(qkv, null, null, 1e-6, positions, d, 1e4, deviceLayout(h, "cpu"), q, kc, vc, 0.35, out, table, 1.25);
+      else {
+        ops.qkvRopeStore(qkv, null, null, 1e-6, positions, d, 1e4, deviceLayout(h, "cpu"), q, kc, vc, table, 1.25);
+        ops.attention(q, kc, vc, deviceLayout(h, "cpu"), 0.35, out);
+      }
+      return [out, kc, vc].map(values);
+    };
+    expect(run(true)).toEqual(run(false));
+  });
+});
+
 describe("a draft with RoPE scaling", () => {
   const target = join(FIXTURES, "qwen3-tiny");
   /** The fixture draft's top-16 after a prompt, with `rope_scaling` set in a copy of its config. */
