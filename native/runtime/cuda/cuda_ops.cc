@@ -57,6 +57,8 @@ CudaOps::CudaOps() {
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
   skinny_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kSkinnyMaxColumnBlocks});
   check(cudaMemset(skinny_arrivals_.data(), 0, skinny_arrivals_.nbytes()), "cudaMemset");
+  topk_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kTopkMaxSplitRows});
+  check(cudaMemset(topk_arrivals_.data(), 0, topk_arrivals_.nbytes()), "cudaMemset");
 }
 
 CudaOps::~CudaOps() {
@@ -500,8 +502,9 @@ void CudaOps::topk_softmax(const Tensor& logits, int k, const Tensor& map, const
     on_gpu(map, DType::I32, "topk_softmax map");
     E3_ARG(map.numel() == V, "topk_softmax: map " + map.describe() + " for rows of " + std::to_string(V));
   }
+  float* partials = workspace(topk_partials_, e3k::topk_workspace_floats(int(R), int(V), k));
   check(e3k::topk_softmax(logits.ptr<float>(), int(R), int(V), k, map.defined() ? map.ptr<int32_t>() : nullptr,
-                          probs.ptr<float>(), ids.ptr<int32_t>(), stream_),
+                          probs.ptr<float>(), ids.ptr<int32_t>(), partials, topk_arrivals_.ptr<uint32_t>(), stream_),
         "topk_softmax");
 }
 
