@@ -4,7 +4,7 @@
  */
 import { describe, expect, it, vi } from "vitest";
 import { timesSince } from "../../lib/batch/iteration-times.js";
-import { Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
+import { PLAIN_PROBE_STEPS, Scheduler, type StepExecutor } from "../../lib/batch/scheduler.js";
 import { GREEDY, type Sequence } from "../../lib/batch/sequence.js";
 import type { NativeRound, NativeRoundResult, NativeSpecPrefill, NativeStep, NativeStepResult } from "../../lib/native.js";
 import { type Choice, SpeculationPolicy } from "../../lib/spec/speculation-policy.js";
@@ -160,7 +160,7 @@ describe("speculative scheduling", () => {
     expect(exec.oversized).toEqual([]);
   });
 
-  it("while a tree leads, plain steps are probed as a short pipelined run whose first step is not measured", async () => {
+  it("while a tree leads, plain steps are probed as a pipelined run whose first step is not measured", async () => {
     // The policy scripted: a tree leads, and every eighth choice probes plain steps.
     const tree: Choice = { kind: "tree", shape: { steps: 3, topk: 1, draftTokens: 4 } }, plain: Choice = { kind: "plain" };
     let calls = 0;
@@ -178,8 +178,8 @@ describe("speculative scheduling", () => {
         else runs.push(1);
       });
       expect(runs.length, exec.log.join(", ")).toBeGreaterThanOrEqual(3);
-      // Three steps a probe (the last may be cut short by the request's length), all but the first measured.
-      expect(runs.slice(0, -1).every((n) => n === 3), runs.join(", ")).toBe(true);
+      // PLAIN_PROBE_STEPS a probe (the last may be cut short by the request's length), all but the first measured.
+      expect(runs.slice(0, -1).every((n) => n === PLAIN_PROBE_STEPS), runs.join(", ")).toBe(true);
       const plainRecords = record.mock.calls.filter(([, , choice]) => choice.kind === "plain").length;
       expect(plainRecords).toBe(runs.reduce((n, r) => n + r - 1, 0));
     } finally {
