@@ -570,28 +570,33 @@ int prepare(Kernel* kernel, size_t smem) {
   return r;
 }
 
-// Done once per kernel: [0] the tile kernel, [1] the decode kernel, [2] the decode kernel with the
-// rotation fused. Splits are planned by the first two, so that the workspace a step sized fits
-// either decode launch.
+// The kernels of a head size. Splits are planned by the tile and plain decode kernels, so that the
+// workspace a step sized fits either decode launch.
+enum Kernel { kTile, kDecode, kDecodeRope };
+
+// Done once per kernel.
 template <int D>
-int resident_per_sm(int kind) {
+int resident_per_sm(Kernel kind) {
   static const int n[3] = {prepare(attention_mma_kernel<D>, smem_bytes<D>(false)),
                            prepare(attention_decode_kernel<D, false>, smem_bytes<D>(true)),
                            prepare(attention_decode_kernel<D, true>, smem_bytes<D>(true))};
   return n[kind];
 }
 
-int num_splits(const AttentionArgs& a) {
-  bool decode = use_decode(a);
-  return num_splits(a, a.head_dim == 64 ? resident_per_sm<64>(decode) : resident_per_sm<128>(decode));
+int resident_per_sm(const AttentionArgs& a, Kernel kind) {
+  return a.head_dim == 64 ? resident_per_sm<64>(kind) : resident_per_sm<128>(kind);
 }
+
+Kernel planned(const AttentionArgs& a) { return use_decode(a) ? kDecode : kTile; }
+
+int num_splits(const AttentionArgs& a) { return num_splits(a, resident_per_sm(a, planned(a))); }
 
 // rope: the decode kernel rotates and caches the new tokens itself (use_decode must hold).
 template <int D>
 cudaError_t launch_mma(const AttentionArgs& a, const QkvRopeArgs* rope, cudaStream_t s) {
   const bool decode = use_decode(a);
-  const int resident = resident_per_sm<D>(decode);
-  if (resident == 0 || (rope && resident_per_sm<D>(2) == 0)) return cudaErrorInvalidConfiguration;
+  const int resident = resident_per_sm<D>(planned(a));
+  if (resident == 0 || (rope && resident_per_sm<D>(kDecodeRope) == 0)) return cudaErrorInvalidConfiguration;
   const int tiles = tiles_per_seq(a), splits = num_splits(a, resident);
   const size_t smem = smem_bytes<D>(decode);
   cudaError_t e;
@@ -637,8 +642,7 @@ bool rope_attention_fits(const AttentionArgs& a, const QkvRopeArgs& r) {
   if (!(a.tokens > 0 && use_mma(a.head_dim) && use_decode(a) && a.heads % a.kv_heads == 0 && r.rotary_dim == a.head_dim &&
         r.head_dim == a.head_dim && r.heads == a.heads && r.kv_heads == a.kv_heads && r.tokens == a.tokens))
     return false;
-  const int resident = a.head_dim == 64 ? resident_per_sm<64>(2) : resident_per_sm<128>(2);
-  return int64_t(a.num_seqs) * a.kv_heads * num_splits(a) <= int64_t(resident) * a.sm_count;
+  return int64_t(a.num_seqs) * a.kv_heads * num_splits(a) <= int64_t(resident_per_sm(a, kDecodeRope)) * a.sm_count;
 }
 
 cudaError_t rope_attention(const AttentionArgs& a, const QkvRopeArgs& r, cudaStream_t s) {
