@@ -164,9 +164,7 @@ class OpsWrap : public Napi::ObjectWrap<OpsWrap> {
   // qkvRopeStore(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, qOut, kCache, vCache, invFreq?, scale?)
   Napi::Value QkvRopeStore(const Napi::CallbackInfo& i) {
     return run(i, [&](e3::Ops& o) {
-      e3::QkvRotation r = rotation(i, 11);
-      o.qkv_rope_store(r.qkv, r.q_norm, r.k_norm, r.eps, r.positions, r.rope, parse_layout(i[7]), T(i, 8, "qOut"),
-                       T(i, 9, "kCache"), T(i, 10, "vCache"));
+      o.qkv_rope_store(rotation(i, 11), parse_layout(i[7]), T(i, 8, "qOut"), T(i, 9, "kCache"), T(i, 10, "vCache"));
     });
   }
   // ropeAttention(qkv, qNorm?, kNorm?, eps, positions, rotaryDim, theta, layout, q, kCache, vCache, scale, out, invFreq?, ropeScale?)

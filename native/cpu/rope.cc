@@ -34,9 +34,10 @@ static void norm_rope_head(float* x, int d, const Tensor* norm, float eps, int p
   }
 }
 
-void CpuOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                            const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
-                            const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
+void CpuOps::qkv_rope_store(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q_out,
+                            const Tensor& k_cache, const Tensor& v_cache) {
+  const Tensor &qkv = in.qkv, &positions = in.positions;
+  const Rope& rope = in.rope;
   expect_dtype(qkv, DType::F32, "qkv_rope_store qkv");
   expect_dtype(positions, DType::I32, "qkv_rope_store positions");
   int64_t T = qkv.dim(0), nh = q_out.dim(1), d = q_out.dim(2), nkv = k_cache.dim(1);
@@ -57,10 +58,10 @@ void CpuOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tenso
       std::copy(row + h * d, row + (h + 1) * d, head.begin());
       float* dst;
       if (h < nh) {
-        norm_rope_head(head.data(), int(d), q_norm, eps, pos[t], freq, rope.scale);
+        norm_rope_head(head.data(), int(d), in.q_norm, in.eps, pos[t], freq, rope.scale);
         dst = q_out.ptr<float>() + (t * nh + h) * d;
       } else if (h < nh + nkv) {
-        norm_rope_head(head.data(), int(d), k_norm, eps, pos[t], freq, rope.scale);
+        norm_rope_head(head.data(), int(d), in.k_norm, in.eps, pos[t], freq, rope.scale);
         dst = k_cache.ptr<float>() + (int64_t(slot[t]) * nkv + (h - nh)) * d;
       } else {
         dst = v_cache.ptr<float>() + (int64_t(slot[t]) * nkv + (h - nh - nkv)) * d;

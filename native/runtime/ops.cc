@@ -32,7 +32,7 @@ void check_copy(Device device, const Tensor& src, const Tensor& dst) {
 
 void Ops::rope_attention(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q,
                          const Tensor& k_cache, const Tensor& v_cache, float scale, const Tensor& out) {
-  qkv_rope_store(in.qkv, in.q_norm, in.k_norm, in.eps, in.positions, in.rope, layout, q, k_cache, v_cache);
+  qkv_rope_store(in, layout, q, k_cache, v_cache);
   attention(q, k_cache, v_cache, layout, scale, out);
 }
 

@@ -131,9 +131,8 @@ class Ops {
   // Splits fused qkv [T, (nh + 2·nkv)·d] into q/k/v heads, applies the optional per-head RMSNorm
   // (Qwen3 q_norm/k_norm), the rope at positions[t], writes q to q_out [T, nh, d] and k, v to the
   // cache at layout.slots.
-  virtual void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                              const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
-                              const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) = 0;
+  virtual void qkv_rope_store(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q_out,
+                              const Tensor& k_cache, const Tensor& v_cache) = 0;
   // out[T, nh, d] = softmax(q kᵀ · scale + mask) v over each token's visible context.
   // k_cache / v_cache: [num_pages · page_size, nkv, d].
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

@@ -413,11 +413,9 @@ e3k::AttentionArgs CudaOps::attention_args(const Tensor& q, const Tensor& k_cach
   return a;
 }
 
-void CudaOps::qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                             const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
-                             const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
-  check(e3k::qkv_rope_store(rope_args({qkv, q_norm, k_norm, eps, positions, rope}, layout, q_out, k_cache, v_cache), stream_),
-        "qkv_rope_store");
+void CudaOps::qkv_rope_store(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q_out,
+                             const Tensor& k_cache, const Tensor& v_cache) {
+  check(e3k::qkv_rope_store(rope_args(in, layout, q_out, k_cache, v_cache), stream_), "qkv_rope_store");
 }
 
 void CudaOps::attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& L,

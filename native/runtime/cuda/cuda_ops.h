@@ -34,9 +34,8 @@ class CudaOps final : public Ops {
   void add_rmsnorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                    const ResidualCapture& capture) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override;
-  void qkv_rope_store(const Tensor& qkv, const Tensor* q_norm, const Tensor* k_norm, float eps,
-                      const Tensor& positions, const Rope& rope, const AttentionLayout& layout,
-                      const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) override;
+  void qkv_rope_store(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q_out, const Tensor& k_cache,
+                      const Tensor& v_cache) override;
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionLayout& layout,
                  float scale, const Tensor& out) override;
   void rope_attention(const QkvRotation& in, const AttentionLayout& layout, const Tensor& q, const Tensor& k_cache,
