@@ -16,7 +16,8 @@ export interface PolicyChoice { bucket: string; choice: string; tokensPerSeqMs: 
 interface Arm {
   choice: Choice;
   rate: number;      // tokens per sequence per ms: median of `recent`
-  recent: number[];  // the last WINDOW rates
+  recent: number[];  // the last WINDOW rates, none older than STALE iterations but the newest
+  stamps: number[];  // the bucket iteration each of `recent` was measured in
   samples: number;
   lastTried: number;
 }
@@ -37,6 +38,10 @@ const MAX_INTERVAL = 128;  // a close second costs at most one iteration in 128
 const CLEAR_LEAD = 1.3;
 const CLEAR_INTERVAL = 1024;
 const WINDOW = 9;
+// A rarely probed choice's older rates were measured at other context lengths (on the trained pair
+// at batch 32, a tree's window held its first rounds' 3.6-3.9 beside later probes' 1.2-2.1, and
+// its median led plain decoding): rates this many iterations old are dropped when a new one comes.
+const STALE = 2 * MAX_INTERVAL;
 // A tree must measure this much faster than plain decoding to be chosen: what the medians do not
 // show (graph captures, prefill steps that run the draft too) costs speculation, not plain steps.
 // A draft catching up after plain steps is measured: as part of the round that needed it.
@@ -93,9 +98,14 @@ export class SpeculationPolicy {
     arm.samples++;
     if (arm.samples === 1) return;  // warm-up run (a seeded prior already counts two)
     arm.recent.push(rate);
-    if (arm.recent.length > WINDOW) arm.recent.shift();
+    arm.stamps.push(b.iteration);
+    while (arm.recent.length > WINDOW || arm.stamps[0] < b.iteration - STALE) {
+      arm.recent.shift();
+      arm.stamps.shift();
+    }
+    // The lower median: a probe's one lucky round, followed up by an ordinary one, does not lead.
     const sorted = [...arm.recent].sort((x, y) => x - y);
-    arm.rate = sorted[sorted.length >> 1];
+    arm.rate = sorted[(sorted.length - 1) >> 1];
     // A probe that beats the current best is followed up at once, so that a change shows quickly.
     const leader = b.arms[b.best];
     if (arm !== leader && leader.samples >= 2 && rate * bias(arm) > score(leader)) {
@@ -126,7 +136,7 @@ export class SpeculationPolicy {
     let b = this.buckets.get(key);
     if (!b) {
       const arms: Arm[] = [{ kind: "plain" } as Choice, ...this.trees.candidates(batch).map((shape): Choice => ({ kind: "tree", shape }))]
-        .map((choice) => ({ choice, rate: 0, recent: [], samples: 0, lastTried: 0 }));
+        .map((choice) => ({ choice, rate: 0, recent: [], stamps: [], samples: 0, lastTried: 0 }));
       b = { arms, iteration: 0, nextProbe: FIRST_PROBE, interval: FIRST_PROBE, best: 1, followUp: -1 };
       this.seed(b, size, sampled);
       this.buckets.set(key, b);

@@ -119,6 +119,18 @@ describe("speculation policy", () => {
     expect(runs.get("3/1/4")!).toBeGreaterThan(950);
   });
 
+  it("drops a rarely probed choice's rates measured long ago (at other context lengths)", () => {
+    const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+    let rounds = 0;
+    // The tree leads for its first 30 rounds, then loses to plain decoding and is only probed.
+    const runs = simulate(policy, 8, (c) => (c.kind === "plain" ? 2 : rounds++ < 30 ? 3 : 1), 3000);
+    expect(runs.get("plain")!).toBeGreaterThan(2900);
+    const tree = policy.snapshot().find((s) => s.choice === "tree 3/1/4")!;
+    expect(tree.best).toBe(false);
+    expect(tree.recent.length).toBeGreaterThan(0);
+    expect(tree.recent, "its window holds only what its recent probes measured").toEqual(tree.recent.map(() => 1));
+  });
+
   it("always speculates with the batch's default tree in mode always", () => {
     const policy = new SpeculationPolicy(new TreePolicy(), "always");
     const runs = simulate(policy, 1, (c) => (c.kind === "plain" ? 100 : 1), 50);
