@@ -64,6 +64,54 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* p) 
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
 }
 
+// A warp's 16 rows of D bf16 into shared memory, 32 / (D / 8) rows a pass of 16-byte chunks: lane
+// l < 16 holds row l's source offset (negative: none), computed once for the row and shuffled to the
+// lanes copying it. copy(i, col, offset) issues row i's chunk at col.
+template <int D, class Copy>
+__device__ __forceinline__ void warp_rows(int64_t my_offset, Copy copy) {
+  constexpr int CH = D / 8, RPP = 32 / CH;
+  const int lane = threadIdx.x & 31, j = lane / CH, col = (lane % CH) * 8;
+#pragma unroll
+  for (int i = 0; i < 16; i += RPP) copy(i + j, col, __shfl_sync(0xffffffffu, my_offset, i + j));
+}
+
+// The warp's 16 positions kv0 + 16·warp … of a BN-position K/V tile into a stage (BN K rows, then BN
+// V rows), zeros past `end`; positions that skip(p) holds for are left alone.
+template <int D, class Skip>
+__device__ __forceinline__ void load_kv_rows(const AttentionArgs& a, int s, int kvh, int kv0, int end, bf16* stage,
+                                             Skip skip) {
+  constexpr int LD = D + 8;
+  const int warp = threadIdx.x >> 5, p = kv0 + warp * 16 + (threadIdx.x & 15);
+  const int64_t off = p < end ? (slot_of(a, s, p) * a.kv_heads + kvh) * D : -1;
+  warp_rows<D>(off, [&](int i, int col, int64_t src) {
+    const int row = warp * 16 + i;
+    if (skip(kv0 + row)) return;
+    const bool ok = src >= 0;
+    const int64_t at = (ok ? src : 0) + col;
+    cp_async16(stage + row * LD + col, a.k_cache + at, ok);
+    cp_async16(stage + (BN + row) * LD + col, a.v_cache + at, ok);
+  });
+}
+
+// Split partials: per query row o[d], then the running max and sum, padded to whole float4s.
+__host__ __device__ constexpr int partial_stride(int d) { return d + 4; }
+
+__device__ __forceinline__ float* partial(const AttentionArgs& a, int z, int64_t out_row) {
+  return a.workspace + (int64_t(z) * a.tokens * a.heads + out_row) * partial_stride(a.head_dim);
+}
+
+__device__ __forceinline__ void store_bf16x4(bf16* dst, float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  *reinterpret_cast<uint2*>(dst) = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+}
+
+__device__ __forceinline__ void fma4(float4& acc, float w, float4 v) {
+  acc.x += w * v.x;
+  acc.y += w * v.y;
+  acc.z += w * v.z;
+  acc.w += w * v.w;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -143,15 +191,15 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   // Positions below this are seen by every row (padding rows too: their Q is zero, their output unused).
   const int open_end = min(end, min(r.mask_base, r.kv_len));
 
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
-  constexpr int CH = D / 8;  // 16-byte chunks per row
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
 
-  // Q tile → smem (rows past the sequence are zero).
-  for (int c = tid; c < BM * CH; c += blockDim.x) {
-    int row = c / CH, col = (c % CH) * 8, gr = row0 + row;
-    bool ok = gr < rows;
-    int tok = ok ? gr / g : 0, head = kvh * g + (ok ? gr % g : 0);
-    cp_async16(sQ + row * LD + col, a.q + (int64_t(r.q0 + tok) * a.heads + head) * D + col, ok);
+  // Q tile → smem, each warp its own 16 rows (rows past the sequence are zero).
+  {
+    const int gr = row0 + warp * 16 + (lane & 15);
+    const int64_t off = gr < rows ? (int64_t(r.q0 + gr / g) * a.heads + kvh * g + gr % g) * D : -1;
+    warp_rows<D>(off, [&](int i, int col, int64_t src) {
+      cp_async16(sQ + (warp * 16 + i) * LD + col, a.q + (src >= 0 ? src : 0) + col, src >= 0);
+    });
   }
   cp_async_commit();
 
@@ -164,14 +212,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
   const float scale_log2 = a.scale * 1.4426950408889634f;
 
   auto load_kv = [&](int kv0, int stage) {
-    bf16* k = sKV + stage * 2 * BN * LD;
-    for (int c = tid; c < BN * CH; c += blockDim.x) {
-      int row = c / CH, col = (c % CH) * 8, p = kv0 + row;
-      bool ok = p < end;
-      int64_t off = ok ? (slot_of(a, s, p) * a.kv_heads + kvh) * D + col : 0;
-      cp_async16(k + row * LD + col, a.k_cache + off, ok);
-      cp_async16(k + (BN + row) * LD + col, a.v_cache + off, ok);
-    }
+    load_kv_rows<D>(a, s, kvh, kv0, end, sKV + stage * 2 * BN * LD, [](int) { return false; });
   };
   load_kv(begin, 0);
   cp_async_commit();
@@ -238,7 +279,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
         *reinterpret_cast<__nv_bfloat162*>(a.out + out_row * D + j * 8 + tig * 2) =
             __floats2bfloat162_rn(o[j][h * 2] * inv, o[j][h * 2 + 1] * inv);
     } else {
-      float* po = a.workspace + (int64_t(z) * a.tokens * a.heads + out_row) * (D + 2);
+      float* po = partial(a, z, out_row);
 #pragma unroll
       for (int j = 0; j < D / 8; ++j) {
         po[j * 8 + tig * 2] = o[j][h * 2];
@@ -268,6 +309,7 @@ constexpr int kDecodeStages = 3;
 template <int D, bool ROPE>
 __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(AttentionArgs a, QkvRopeArgs rope, int splits) {
   constexpr int LD = D + 8, CH = D / 8, QR = kDecodeRows, STAGE = 2 * BN * LD, E = D / 32;
+  __shared__ bool last;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
   bf16* sKV = sQ + QR * LD;  // [stage][K, V][BN][LD]
@@ -281,15 +323,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
 
   // skip_new: the new tokens' rows are left alone (the ROPE prologue writes them).
   auto load_kv = [&](int kv0, int stage, bool skip_new) {
-    bf16* k = sKV + stage * STAGE;
-    for (int c = tid; c < BN * CH; c += blockDim.x) {
-      int row = c / CH, col = (c % CH) * 8, p = kv0 + row;
-      bool ok = p < end;
-      if (skip_new && ok && p >= r.prefix) continue;
-      int64_t off = ok ? (slot_of(a, s, p) * a.kv_heads + kvh) * D + col : 0;
-      cp_async16(k + row * LD + col, a.k_cache + off, ok);
-      cp_async16(k + (BN + row) * LD + col, a.v_cache + off, ok);
-    }
+    load_kv_rows<D>(a, s, kvh, kv0, end, sKV + stage * STAGE, [&](int p) { return skip_new && p < end && p >= r.prefix; });
   };
   // One group per tile, the first kDecodeStages − 1 before the loop; every iteration commits one,
   // empty past the end.
@@ -402,7 +436,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
     }
   }
 
-  // Each warp's (m, l, o) over its positions into shared memory, then merged per output element.
+  // Each warp's (m, l, o) over its positions into shared memory; per row the warps' weights once,
+  // then four output elements a thread.
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
@@ -410,47 +445,100 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(Attention
   }
   cp_async_wait_all();
   __syncthreads();
-  float* st = reinterpret_cast<float*>(sKV);  // [warp][QR][D + 2]: o, then m and l
-  constexpr int W = D + 2;
+  constexpr int W = D + 4;
+  float* st = reinterpret_cast<float*>(sKV);  // [warp][QR][W]: o, then m and l
+  float* wt = st + kWarps * QR * W;           // [QR][kWarps]: the warps' weights of a row
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float* row = st + (warp * QR + my_row[h]) * W;
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      row[j * 8 + tig * 2] = o[j][h * 2];
-      row[j * 8 + tig * 2 + 1] = o[j][h * 2 + 1];
-    }
+    for (int j = 0; j < D / 8; ++j) *reinterpret_cast<float2*>(row + j * 8 + tig * 2) = make_float2(o[j][h * 2], o[j][h * 2 + 1]);
     if (tig == 0) {
       row[D] = m[h];
       row[D + 1] = l[h];
     }
   }
   __syncthreads();
-  for (int e = tid; e < rows * D; e += blockDim.x) {
-    int row = e / D, col = e % D;
-    float mx = -INFINITY;
+  auto out_row = [&](int row) { return int64_t(r.q0 + row / g) * a.heads + kvh * g + row % g; };
+  if (tid < rows) {
+    float mx = -INFINITY, sum = 0.0f, w[kWarps];
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, st[(w * QR + row) * W + D]);
-    float acc = 0.0f, sum = 0.0f;
+    for (int k = 0; k < kWarps; ++k) mx = fmaxf(mx, st[(k * QR + tid) * W + D]);
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float* src = st + (w * QR + row) * W;
-      float wt = src[D] == -INFINITY ? 0.0f : exp2f(src[D] - mx);
-      acc += wt * src[col];
-      sum += wt * src[D + 1];
+    for (int k = 0; k < kWarps; ++k) {
+      const float* src = st + (k * QR + tid) * W;
+      w[k] = src[D] == -INFINITY ? 0.0f : exp2f(src[D] - mx);
+      sum += w[k] * src[D + 1];
     }
-    int64_t out_row = int64_t(r.q0 + row / g) * a.heads + kvh * g + row % g;
-    if (splits == 1) {
-      a.out[out_row * D + col] = __float2bfloat16(sum > 0 ? acc / sum : 0.0f);
-    } else {
-      float* po = a.workspace + (int64_t(z) * a.tokens * a.heads + out_row) * W;
-      po[col] = acc;
-      if (col == 0) {
-        po[D] = mx;
-        po[D + 1] = sum;
-      }
+    const float norm = splits > 1 ? 1.0f : sum > 0 ? 1.0f / sum : 0.0f;
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) wt[tid * kWarps + k] = w[k] * norm;
+    if (splits > 1) {
+      float* po = partial(a, z, out_row(tid));
+      po[D] = mx;
+      po[D + 1] = sum;
     }
   }
+  __syncthreads();
+  for (int e = tid; e < rows * (D / 4); e += blockDim.x) {
+    const int row = e / (D / 4), col = e % (D / 4) * 4;
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) fma4(acc, wt[row * kWarps + k], *reinterpret_cast<const float4*>(st + (k * QR + row) * W + col));
+    if (splits == 1) store_bf16x4(a.out + out_row(row) * D + col, acc);
+    else *reinterpret_cast<float4*>(partial(a, z, out_row(row)) + col) = acc;
+  }
+  if (splits == 1 || !a.arrivals) return;  // without counters attention_combine_kernel merges
+
+  // The last split of this (sequence, KV head) to finish merges every split's partials.
+  __threadfence();  // this block's partials are visible before its arrival is counted
+  __syncthreads();
+  unsigned* arrival = a.arrivals + s * a.kv_heads + kvh;
+  if (tid == 0) last = atomicAdd(arrival, 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* wz = st;  // [QR][64]: each split's weight of a row, normalised
+  for (int row = warp; row < rows; row += kWarps) {
+    float mz[2], lz[2], mx = -INFINITY, den = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int zz = lane + 32 * k;
+      const float* po = zz < splits ? partial(a, zz, out_row(row)) : nullptr;
+      mz[k] = po ? __ldcg(po + D) : -INFINITY;  // from L2, not a stale L1
+      lz[k] = po ? __ldcg(po + D + 1) : 0.0f;
+      mx = fmaxf(mx, mz[k]);
+    }
+    mx = warp_max(mx);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      mz[k] = mz[k] == -INFINITY ? 0.0f : exp2f(mz[k] - mx);
+      den += mz[k] * lz[k];
+    }
+    den = warp_sum(den);
+    const float inv = den > 0 ? 1.0f / den : 0.0f;
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+      if (lane + 32 * k < splits) wz[row * 64 + lane + 32 * k] = mz[k] * inv;
+  }
+  __syncthreads();
+  for (int e = tid; e < rows * (D / 4); e += blockDim.x) {
+    const int row = e / (D / 4), col = e % (D / 4) * 4;
+    const int64_t orow = out_row(row);
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    // Sixteen splits' loads in flight at once: the merge is a chain of L2 round trips otherwise.
+    for (int z0 = 0; z0 < splits; z0 += 16) {
+      float4 v[16];
+#pragma unroll
+      for (int u = 0; u < 16; ++u)
+        if (z0 + u < splits) v[u] = __ldcg(reinterpret_cast<const float4*>(partial(a, z0 + u, orow) + col));
+#pragma unroll
+      for (int u = 0; u < 16; ++u)
+        if (z0 + u < splits) fma4(acc, wz[row * 64 + z0 + u], v[u]);
+    }
+    store_bf16x4(a.out + orow * D + col, acc);
+  }
+  if (tid == 0) *arrival = 0;  // ready for the next launch
 }
 
 // Merges split partials: one block per (token, head), one thread per element; the split weights
@@ -459,8 +547,8 @@ __global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
   pdl_begin();
   __shared__ float w[64];  // splits are capped at 64
   __shared__ float inv;
-  const int64_t row = blockIdx.x, stride = int64_t(a.tokens) * a.heads * (d + 2);
-  const float* p = a.workspace + row * (d + 2);
+  const int64_t row = blockIdx.x, stride = int64_t(a.tokens) * a.heads * partial_stride(d);
+  const float* p = a.workspace + row * partial_stride(d);
   if (threadIdx.x < 32) {
     float mx = -INFINITY;
     for (int z = threadIdx.x; z < splits; z += 32) mx = fmaxf(mx, p[z * stride + d]);
@@ -477,7 +565,8 @@ __global__ void attention_combine_kernel(AttentionArgs a, int splits, int d) {
   __syncthreads();
   for (int i = threadIdx.x; i < d; i += blockDim.x) {
     float acc = 0.0f;
-    for (int z = 0; z < splits; ++z) acc += w[z] * p[z * stride + i];
+#pragma unroll 8
+    for (int z = 0; z < splits; ++z) acc += w[z] * p[z * stride + i];  // unrolled: the splits' loads in flight together
     a.out[row * d + i] = __float2bfloat16(acc * inv);
   }
 }
@@ -545,11 +634,16 @@ int num_splits(const AttentionArgs& a, int resident_per_sm) {
   // they weigh as much as the K/V the blocks read (each row tile reads it again), more splits only
   // add traffic. Decode never gets there; 32 tree tokens at 16 splits wrote 8.5 MB a layer, twice
   // the K/V.
-  const int64_t partials = 2 * int64_t(a.tokens) * a.heads * (a.head_dim + 2) * int64_t(sizeof(float));
+  const int64_t partials = 2 * int64_t(a.tokens) * a.heads * partial_stride(a.head_dim) * int64_t(sizeof(float));
   const int64_t kv_read = int64_t(a.num_seqs) * kv * a.kv_heads * a.head_dim * 2 * int64_t(sizeof(bf16)) *
                           (use_decode(a) ? 1 : tiles_per_seq(a));
   const int by_traffic = int(std::max<int64_t>(1, std::min<int64_t>(64, kv_read / std::max<int64_t>(1, partials))));
-  int splits = std::max(1, std::min({want, int(ceil_div(kv, BN)), 64, by_traffic, a.max_splits > 0 ? a.max_splits : 64}));
+  // At least two tiles a split: measured on the H200 at the Qwen3-4B shape (batch 1), one-tile splits
+  // lost to two-tile ones (1024 positions: 17 splits 7.5 µs, 9 splits 6.7) and 33 splits of two tiles
+  // to 22 of three (4096 positions: 11.5 µs, 10.3): the merge of each split's partials costs more
+  // than a tile.
+  const int by_length = std::max(1, int(ceil_div(kv, BN)) / 2);
+  int splits = std::max(1, std::min({want, by_length, 64, by_traffic, a.max_splits > 0 ? a.max_splits : 64}));
   int chunk = int(ceil_div(ceil_div(kv, splits), BN)) * BN;
   return int(ceil_div(kv, chunk));
 }
@@ -599,17 +693,20 @@ cudaError_t launch_mma(const AttentionArgs& a, const QkvRopeArgs* rope, cudaStre
   if (resident == 0 || (rope && resident_per_sm<D>(kDecodeRope) == 0)) return cudaErrorInvalidConfiguration;
   const int tiles = tiles_per_seq(a), splits = num_splits(a, resident);
   const size_t smem = smem_bytes<D>(decode);
+  // The decode kernel merges its splits itself where there are counters for its blocks.
+  AttentionArgs b = a;
+  if (!decode || int64_t(a.num_seqs) * a.kv_heads > kAttentionArrivals) b.arrivals = nullptr;
   cudaError_t e;
   if (decode) {
     dim3 grid(unsigned(a.num_seqs), unsigned(a.kv_heads), unsigned(splits));
-    e = rope ? launch(attention_decode_kernel<D, true>, grid, dim3(kWarps * 32), smem, s, a, *rope, splits)
-             : launch(attention_decode_kernel<D, false>, grid, dim3(kWarps * 32), smem, s, a, QkvRopeArgs{}, splits);
+    e = rope ? launch(attention_decode_kernel<D, true>, grid, dim3(kWarps * 32), smem, s, b, *rope, splits)
+             : launch(attention_decode_kernel<D, false>, grid, dim3(kWarps * 32), smem, s, b, QkvRopeArgs{}, splits);
   } else {
     dim3 grid(unsigned(a.num_seqs * tiles), unsigned(a.kv_heads), unsigned(splits));
-    e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, a, tiles, splits);
+    e = launch(attention_mma_kernel<D>, grid, dim3(kWarps * 32), smem, s, b, tiles, splits);
   }
   if (e != cudaSuccess) return e;
-  if (splits > 1) {
+  if (splits > 1 && !b.arrivals) {
     int64_t rows = int64_t(a.tokens) * a.heads;
     e = launch(attention_combine_kernel, dim3(unsigned(rows)), dim3(D), 0, s, a, splits, D);
     if (e != cudaSuccess) return e;
@@ -622,7 +719,7 @@ cudaError_t launch_mma(const AttentionArgs& a, const QkvRopeArgs* rope, cudaStre
 size_t attention_workspace_floats(const AttentionArgs& a) {
   if (!use_mma(a.head_dim)) return 0;
   int splits = num_splits(a);
-  return splits > 1 ? size_t(splits) * a.tokens * a.heads * (a.head_dim + 2) : 0;
+  return splits > 1 ? size_t(splits) * a.tokens * a.heads * partial_stride(a.head_dim) : 0;
 }
 
 cudaError_t attention(const AttentionArgs& a, cudaStream_t s) {

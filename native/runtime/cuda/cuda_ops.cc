@@ -59,6 +59,8 @@ CudaOps::CudaOps() {
   check(cudaMemset(skinny_arrivals_.data(), 0, skinny_arrivals_.nbytes()), "cudaMemset");
   topk_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kTopkMaxSplitRows});
   check(cudaMemset(topk_arrivals_.data(), 0, topk_arrivals_.nbytes()), "cudaMemset");
+  attention_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kAttentionArrivals});
+  check(cudaMemset(attention_arrivals_.data(), 0, attention_arrivals_.nbytes()), "cudaMemset");
 }
 
 CudaOps::~CudaOps() {
@@ -408,7 +410,7 @@ e3k::AttentionArgs CudaOps::attention_args(const Tensor& q, const Tensor& k_cach
                        L.page_table.ptr<int32_t>(), L.tree_mask.defined() ? L.tree_mask.ptr<int64_t>() : nullptr,
                        L.tree_base.defined() ? L.tree_base.ptr<int32_t>() : nullptr,
                        bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
-                       L.max_kv_len, scale, sm_count_, nullptr, attention_splits_};
+                       L.max_kv_len, scale, sm_count_, nullptr, attention_splits_, attention_arrivals_.ptr<uint32_t>()};
   a.workspace = workspace(attn_ws_, e3k::attention_workspace_floats(a));
   return a;
 }
