@@ -229,6 +229,9 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
       seqs: () => [{ qLen: 1, kvLen: 77 }, { qLen: 40, kvLen: 200 }, { qLen: 1, kvLen: 5 }] },
     { name: "tree masks 16 and 64 nodes", d: 128, heads: 32, kv: 8,
       seqs: (r) => [{ qLen: 16, kvLen: 516, treeMask: randomTreeMask(16, r) }, { qLen: 64, kvLen: 1064, treeMask: randomTreeMask(64, r) }] },
+    // Query rows (nodes × group) filling part of a 64-row tile, and part of the second.
+    { name: "trees of 7 and 30 nodes, partial tiles", d: 128, heads: 32, kv: 8,
+      seqs: (r) => [{ qLen: 7, kvLen: 307, treeMask: randomTreeMask(7, r) }, { qLen: 30, kvLen: 1030, treeMask: randomTreeMask(30, r) }] },
     { name: "draft tree step: mask base before the new tokens", d: 128, heads: 32, kv: 8, base: true,
       seqs: (r) => [{ qLen: 4, kvLen: 300 + 12, treeMask: draftLevelMask(3, 4, r) }, { qLen: 4, kvLen: 77 + 12, treeMask: draftLevelMask(3, 4, r) }] },
     // Up to 16 query rows per sequence (tokens × group) take the decode kernel.
