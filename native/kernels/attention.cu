@@ -296,7 +296,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_mma_kernel(AttentionArg
 // Decode-shaped attention: a sequence's new rows (tokens × heads of a group) fit one 16-row MMA
 // tile, so instead of four warps each holding 16 rows (three of them idle at decode) the four warps
 // take 16 positions each of every 64-position tile, three tiles in flight, and their softmax
-// states merge at the end. Block (sequence, kv head, split); output as attention_mma_kernel's.
+// states merge at the end. Block (sequence, kv head, split). With splits, the last block of a
+// (sequence, kv head) to finish merges every split's partials (where there are counters).
 // The first tiles' cached rows below the new tokens were written by earlier steps, never by the
 // kernel just before this one, so they are loaded before waiting for it.
 // ROPE: the new tokens' q/k/v come straight from the qkv product (`rope`, full-width rotation):
