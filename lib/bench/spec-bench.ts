@@ -49,10 +49,12 @@ export interface SpecBenchRow {
   };
   /**
    * accepted length × baseline step / EAGLE-3 wall per iteration: the speed-up the rounds would
-   * give if every iteration were a round; the measured speed-up as a share of it.
+   * give if every iteration were a round; the measured speed-up as a share of it, null where rounds
+   * were fewer than the run's plain decode steps (the policy decoded plainly: a share of the rounds'
+   * ideal says nothing of such a run).
    */
   idealSpeedup: number;
-  ofIdeal: number;
+  ofIdeal: number | null;
   /**
    * Where each engine's time went in its median timed run: count and wall ms per kind of iteration
    * (decode, mixed, prefill, round, catchUp), iterations that recorded a graph among them.
@@ -82,16 +84,18 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
     const s = eagle.spec!, p = prof.spec!;
     const per = (ms: number, n: number) => round(n ? ms / n : 0, 3);
     const ideal = s.iterations ? (s.meanAcceptedLength * base.stepMs) / (s.wallMs / s.iterations) : 0;
+    const speedup = ratios[ratios.length >> 1];
+    const mostlyRounds = (eagle.iterations.round?.count ?? 0) >= (eagle.iterations.decode?.count ?? 0);
     rows.push({
       dataset: o.dataset, batch, requests: prompts.length, speculation,
       baselineTokensPerSecond: round(base.tokensPerSecond, 1),
       baselineSpread: round(base.spread, 3),
       eagleTokensPerSecond: round(eagle.tokensPerSecond, 1),
-      speedup: round(ratios[ratios.length >> 1], 3), speedupRange: [round(ratios[0], 3), round(ratios.at(-1)!, 3)],
+      speedup: round(speedup, 3), speedupRange: [round(ratios[0], 3), round(ratios.at(-1)!, 3)],
       meanAcceptedLength: round(s.meanAcceptedLength, 3),
       acceptanceByPosition: s.acceptanceByPosition.map((x) => round(x, 3)),
       idealSpeedup: round(ideal, 3),
-      ofIdeal: round(ideal ? ratios[ratios.length >> 1] / ideal : 0, 3),
+      ofIdeal: ideal && mostlyRounds ? round(speedup / ideal, 3) : null,
       phases: {
         iterations: s.iterations, wallMs: per(s.wallMs, s.iterations), deviceMs: per(s.deviceMs, s.iterations), hostMs: per(s.hostMs, s.iterations),
         draftMs: per(p.draftMs, p.profiledIterations), verifyMs: per(p.verifyMs, p.profiledIterations), acceptMs: per(p.acceptMs, p.profiledIterations),

@@ -59,6 +59,7 @@ describe("EAGLE-3 with a full-vocabulary pair on the CPU", () => {
       expect(row.speedupRange[0]).toBeLessThanOrEqual(row.speedup);
       expect(row.speedupRange[1]).toBeGreaterThanOrEqual(row.speedup);
       expect(row.meanAcceptedLength).toBeGreaterThanOrEqual(1);
+      expect(row.ofIdeal, "every iteration a round: the share of the ideal is reported").toBeGreaterThan(0);
       expect(row.phases.iterations).toBeGreaterThan(0);
       expect(row.phases.deviceMs).toBeGreaterThan(0);
       expect(row.phases.draftMs).toBeGreaterThan(0);
