@@ -21,6 +21,11 @@ export interface SpecBenchOptions {
   temperature: number;
   /** Timed runs of each engine after the warm-up (default 5): more where runs are short and spread. */
   repeats?: number;
+  /**
+   * Decode steps a timed run lasts about (default RUN_STEPS): that many maxTokens-long waves of
+   * `batch` requests, the prompts reused in turn where there are fewer.
+   */
+  runSteps?: number;
   onProgress?: (done: number, total: number, label: string) => void;
 }
 
@@ -71,9 +76,8 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
   const tick = (label: string) => o.onProgress?.(++done, total, label);
   const speculation = o.engine.speculation ?? "auto";
   for (const batch of o.batches) {
-    // At least eight requests: a run of one or two lasts about 0.1 s on a small pair, too short to
-    // time against the drift between runs.
-    const prompts = o.prompts.slice(0, Math.max(batch, Math.min(o.prompts.length, Math.max(8, 2 * batch))));
+    const waves = Math.max(1, Math.ceil((o.runSteps ?? RUN_STEPS) / o.maxTokens));
+    const prompts = Array.from({ length: batch * waves }, (_, i) => o.prompts[i % o.prompts.length]);
     const { baseline: base, eagle, ratios } = await alternate(
       { ...o.engine, maxBatch: batch }, { ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, tick, batch,
     );
@@ -109,6 +113,10 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
 }
 
 const REPEATS = 5;  // timed runs of each engine by default
+// Every batch size's timed runs last about this many steps: on the trained pair (run 7) runs of two
+// waves (256 steps, 70-130 ms at batch 4-32) spread 7-25% between runs of one engine, runs of a
+// thousand steps (batch 1) 1-2%.
+const RUN_STEPS = 1024;
 
 type Measured = Awaited<ReturnType<typeof timedRun>>;
 

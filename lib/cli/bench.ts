@@ -18,7 +18,9 @@ const HELP = `usage: eagle3 bench --model DIR --draft DIR [options]     baseline
 
 EAGLE-3 (--model/--draft):
   --dataset LIST       ${DATASETS.join(", ")} or FILE.jsonl, comma-separated (default mtbench)
-  --prompts N          prompts per dataset (default: 2 × the batch size)
+  --prompts N          distinct prompts per dataset (default 256), reused in turn where a run needs more
+  --run-steps N        decode steps a timed run lasts about: that many tokens' waves of batch-size
+                       requests (default 1024)
   --batch LIST         batch sizes (default 1,4,16,32)
   --max-tokens N       tokens per request (default 128)
   --repeats N          timed runs of each engine, alternating (default 5)
@@ -46,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     random: { type: "string" }, batch: { type: "string" }, context: { type: "string" }, steps: { type: "string" },
     prefill: { type: "string" }, reference: { type: "string" }, json: { type: "string" }, kernels: { type: "boolean" },
     model: { type: "string" }, draft: { type: "string" }, dataset: { type: "string" }, prompts: { type: "string" },
-    "max-tokens": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
+    "max-tokens": { type: "string" }, "run-steps": { type: "string" }, temperature: { type: "string" }, tree: { type: "string" }, device: { type: "string" },
     tokenizer: { type: "string" }, "max-context": { type: "string" }, plot: { type: "string" }, layers: { type: "string" },
     speculation: { type: "string" }, rounds: { type: "boolean" }, repeats: { type: "string" },
   }, HELP);
@@ -85,9 +87,11 @@ async function runSpeculative(p: Parsed): Promise<number> {
   const tree = treeOf(p);
   const repeats = num(p, "repeats") ?? 5;
   if (!Number.isInteger(repeats) || repeats < 1) throw new UsageError(`--repeats must be a whole number of at least 1, got ${repeats}`, p.help);
+  const runSteps = num(p, "run-steps") ?? 1024;
+  if (!Number.isInteger(runSteps) || runSteps < 1) throw new UsageError(`--run-steps must be a whole number of at least 1, got ${runSteps}`, p.help);
   const rows: SpecBenchRow[] = [];
   for (const dataset of datasets) {
-    const prompts = await loadPrompts(dataset, num(p, "prompts") ?? 2 * Math.max(...batches));
+    const prompts = await loadPrompts(dataset, num(p, "prompts") ?? 256);
     rows.push(...(await benchSpeculative({
       engine: {
         model, device: str(p, "device") as "cuda" | "cpu" | undefined, tokenizer: str(p, "tokenizer"),
@@ -95,7 +99,7 @@ async function runSpeculative(p: Parsed): Promise<number> {
         speculation: speculationOf(p),
       },
       draft, dataset, prompts, batches, maxTokens: num(p, "max-tokens") ?? 128, temperature: num(p, "temperature") ?? 0,
-      repeats, onProgress: (done, total, label) => process.stderr.write(`\r[${"#".repeat(done).padEnd(total)}] ${label}`.padEnd(60) + (done === total ? "\n" : "")),
+      repeats, runSteps, onProgress: (done, total, label) => process.stderr.write(`\r[${"#".repeat(done).padEnd(total)}] ${label}`.padEnd(60) + (done === total ? "\n" : "")),
     })));
   }
   console.log(speculativeTable(rows));

@@ -47,12 +47,14 @@ describe("EAGLE-3 with a full-vocabulary pair on the CPU", () => {
   it("eagle3 bench prints the table and writes the JSON and the plot", async () => {
     const json = join(dir, "bench.json"), svg = join(dir, "bench.svg");
     const { stdout } = await run(process.execPath, [cli, "bench", "--model", pair.target, "--draft", pair.draft, "--tokenizer", qwen3TokenizerDir(),
-      "--device", "cpu", "--dataset", "humaneval", "--batch", "1,2", "--prompts", "2", "--max-tokens", "6", "--tree", "3,2,4", "--speculation", "always",
+      "--device", "cpu", "--dataset", "humaneval", "--batch", "1,2", "--prompts", "3", "--max-tokens", "6", "--run-steps", "12", "--tree", "3,2,4", "--speculation", "always",
       "--json", json, "--plot", svg], { timeout: 120_000 });
     expect(stdout).toMatch(/\| humaneval \| 1 \|/);
     const r = JSON.parse(await readFile(json, "utf8"));
     expect(r.kind).toBe("speculative");
     expect(r.rows).toHaveLength(2);
+    // Runs of about 12 steps: two waves of six-token requests, the three prompts reused in turn.
+    expect(r.rows.map((row: { requests: number }) => row.requests)).toEqual([2, 4]);
     for (const row of r.rows) {
       expect(row.baselineTokensPerSecond).toBeGreaterThan(0);
       expect(row.baselineSpread).toBeGreaterThanOrEqual(0);

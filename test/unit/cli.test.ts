@@ -89,5 +89,8 @@ describe("eagle3 CLI", () => {
     const repeats = await eagle3("bench", "--model", "m", "--draft", "d", "--repeats", "0");
     expect(repeats.code).toBe(2);
     expect(repeats.stderr).toMatch(/--repeats must be a whole number of at least 1, got 0/);
+    const runSteps = await eagle3("bench", "--model", "m", "--draft", "d", "--run-steps", "2.5");
+    expect(runSteps.code).toBe(2);
+    expect(runSteps.stderr).toMatch(/--run-steps must be a whole number of at least 1, got 2.5/);
   });
 });
