@@ -75,8 +75,8 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
   let done = 0;
   const tick = (label: string) => o.onProgress?.(++done, total, label);
   const speculation = o.engine.speculation ?? "auto";
+  const waves = Math.max(1, Math.ceil((o.runSteps ?? RUN_STEPS) / o.maxTokens));
   for (const batch of o.batches) {
-    const waves = Math.max(1, Math.ceil((o.runSteps ?? RUN_STEPS) / o.maxTokens));
     const prompts = Array.from({ length: batch * waves }, (_, i) => o.prompts[i % o.prompts.length]);
     const { baseline: base, eagle, ratios } = await alternate(
       { ...o.engine, maxBatch: batch }, { ...o.engine, maxBatch: batch, draft: o.draft }, prompts, o, tick, batch,
@@ -112,11 +112,11 @@ export async function benchSpeculative(o: SpecBenchOptions): Promise<SpecBenchRo
   return rows;
 }
 
-const REPEATS = 5;  // timed runs of each engine by default
+export const REPEATS = 5;  // timed runs of each engine by default
 // Every batch size's timed runs last about this many steps: on the trained pair (run 7) runs of two
 // waves (256 steps, 70-130 ms at batch 4-32) spread 7-25% between runs of one engine, runs of a
 // thousand steps (batch 1) 1-2%.
-const RUN_STEPS = 1024;
+export const RUN_STEPS = 1024;
 
 type Measured = Awaited<ReturnType<typeof timedRun>>;
 

@@ -7,7 +7,7 @@ import { benchTarget, type TargetBenchResult } from "../bench/target-bench.js";
 import { PRESETS } from "../model/presets.js";
 import { DATASETS, loadPrompts } from "../bench/datasets.js";
 import { plotSpeculative } from "../bench/plot.js";
-import { type SpecBenchRow, benchSpeculative } from "../bench/spec-bench.js";
+import { REPEATS, RUN_STEPS, type SpecBenchRow, benchSpeculative } from "../bench/spec-bench.js";
 import { benchRounds, roundTable } from "../bench/round-bench.js";
 import type { TargetConfig } from "../model/config.js";
 import { native } from "../native.js";
@@ -20,10 +20,10 @@ EAGLE-3 (--model/--draft):
   --dataset LIST       ${DATASETS.join(", ")} or FILE.jsonl, comma-separated (default mtbench)
   --prompts N          distinct prompts per dataset (default 256), reused in turn where a run needs more
   --run-steps N        decode steps a timed run lasts about: that many tokens' waves of batch-size
-                       requests (default 1024)
+                       requests (default ${RUN_STEPS})
   --batch LIST         batch sizes (default 1,4,16,32)
   --max-tokens N       tokens per request (default 128)
-  --repeats N          timed runs of each engine, alternating (default 5)
+  --repeats N          timed runs of each engine, alternating (default ${REPEATS})
   --temperature T      0 = greedy (default)
   --tree S,K,N         draft steps, top-k and draft tokens (default: chosen per batch size)
   --speculation MODE   auto (default: speculate where it measures faster) or always
@@ -85,9 +85,9 @@ async function runSpeculative(p: Parsed): Promise<number> {
   const datasets = (str(p, "dataset") ?? "mtbench").split(",");
   const batches = list(p, "batch", "1,4,16,32");
   const tree = treeOf(p);
-  const repeats = num(p, "repeats") ?? 5;
+  const repeats = num(p, "repeats") ?? REPEATS;
   if (!Number.isInteger(repeats) || repeats < 1) throw new UsageError(`--repeats must be a whole number of at least 1, got ${repeats}`, p.help);
-  const runSteps = num(p, "run-steps") ?? 1024;
+  const runSteps = num(p, "run-steps") ?? RUN_STEPS;
   if (!Number.isInteger(runSteps) || runSteps < 1) throw new UsageError(`--run-steps must be a whole number of at least 1, got ${runSteps}`, p.help);
   const rows: SpecBenchRow[] = [];
   for (const dataset of datasets) {
