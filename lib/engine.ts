@@ -250,7 +250,8 @@ export class Engine {
     await this.dispose();
   }
 
-  private encode(input: GenerateInput, enableThinking?: boolean): number[] {
+  /** The token ids generate() and complete() feed the model for `input` (chat messages: with the generation prompt). */
+  encode(input: GenerateInput, enableThinking?: boolean): number[] {
     if (typeof input === "string") return this.needTokenizer().encode(input);
     if (Array.isArray(input)) return this.needTokenizer().encodeChat(input, { addGenerationPrompt: true, enableThinking });
     if (input && Array.isArray((input as { tokens: unknown }).tokens)) {

@@ -29,6 +29,11 @@ describe("EAGLE-3 with a full-vocabulary pair on the CPU", () => {
       const b = await spec.complete([{ role: "user", content: text }], { maxTokens: 24, ignoreEos: true });
       expect(b.tokens).toEqual(a.tokens);
       expect(b.text).toBe(a.text);
+      // eagle3 bench feeds prompts encoded beforehand: the same ids, the same output.
+      const ids = plain.encode([{ role: "user", content: text }]);
+      expect(ids.length).toBe(a.promptTokens);
+      const c = await spec.complete({ tokens: ids }, { maxTokens: 24, ignoreEos: true });
+      expect(c.tokens).toEqual(a.tokens);
     }
   });
 
