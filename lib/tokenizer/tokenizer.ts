@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { Eagle3Error, ErrorCode, invalidArgument, invalidParameter } from "../errors.js";
+import { ByteLevelDecoder } from "./byte-level-decoder.js";
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from "./chat-template.js";
 import { readEosTokenIds } from "../model/generation-config.js";
 
@@ -21,6 +22,7 @@ type TemplateSource = { source: string; origin: string } | string;
 
 export class Tokenizer {
   readonly #hf: HfTokenizer;
+  readonly #byteLevel?: ByteLevelDecoder;
   readonly #templateSource: TemplateSource;
   #template?: ChatTemplate;
   readonly #bosToken?: string;
@@ -37,8 +39,10 @@ export class Tokenizer {
     templateSource: TemplateSource,
     generationEos: number[],
     extraEos: number[],
+    byteLevel: ByteLevelDecoder | undefined,
   ) {
     this.#hf = hf;
+    this.#byteLevel = byteLevel;
     this.#templateSource = templateSource;
     this.#bosToken = tokenContent(config.bos_token);
     this.#eosToken = tokenContent(config.eos_token);
@@ -81,6 +85,7 @@ export class Tokenizer {
       pickTemplate(config, configFile, jinja, jinjaFile),
       generationEos,
       opts.extraEos ?? [],
+      ByteLevelDecoder.for((id) => hf.id_to_token(id), tokenizerJson!, hfConfig),
     );
   }
 
@@ -94,7 +99,8 @@ export class Tokenizer {
       throw invalidArgument("Expected an array of non-negative integer token ids");
     // tokenizers.js throws on an empty list where Python returns ""
     if (ids.length === 0) return "";
-    return this.#hf.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
+    const skip = opts.skipSpecialTokens ?? false;
+    return this.#byteLevel?.decode(ids, skip) ?? this.#hf.decode(ids, { skip_special_tokens: skip });
   }
 
   applyChatTemplate(messages: ChatMessage[], opts: ChatTemplateOptions = {}): string {
