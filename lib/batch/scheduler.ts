@@ -157,7 +157,7 @@ export class Scheduler {
       try {
         if (!this.options.tree && prefilling.length) await this.plainStep();
         else if (!this.options.tree) steps = await this.decodeAhead();
-        else if (prefilling.length) await (this.drafting() ? this.prefillStep() : this.plainStep());
+        else if (prefilling.length) await this.join();
         else steps = await this.decodeSpeculative();
       } catch (err) {
         for (const s of this.running) this.finish(s, err);
@@ -166,6 +166,14 @@ export class Scheduler {
       this.counters.steps += steps;
       this.counters.stepSeconds += (performance.now() - t0) / 1000;
     }
+  }
+
+  /** With a draft, prompts in an iteration of their own, its time charged to the policy's leader. */
+  private async join(): Promise<void> {
+    const batch = this.running.length, sampled = this.running.some((s) => s.sampling.temperature > 0);
+    const t0 = performance.now(), before = this.counters.generatedTokens;
+    await (this.drafting() ? this.prefillStep() : this.plainStep());
+    this.policy!.recordJoin(batch, sampled, this.counters.generatedTokens - before, performance.now() - t0);
   }
 
   /** Whether prompts are prefilled with the draft: unless plain steps measure faster for this batch. */

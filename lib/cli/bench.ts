@@ -137,12 +137,12 @@ function list(p: Parsed, name: string, def: string): number[] {
 
 export function speculativeTable(rows: SpecBenchRow[]): string {
   return [
-    "| dataset | batch | baseline tok/s (spread of runs) | EAGLE-3 tok/s | speed-up [range over runs] (of ideal) | accepted length | acceptance by position | ms per round: draft / verify / accept (profiled) | device / host ms per iteration | baseline step ms | policy (tokens per sequence per ms) |",
+    "| dataset | batch | baseline tok/s (spread of runs) | EAGLE-3 tok/s | speed-up [range over runs] (of ideal) | accepted length | acceptance by position | ms per round: draft / verify / accept (profiled) | device / host ms per iteration | baseline step ms | policy: tokens per sequence per ms, with joins (share of time in joins) |",
     "|---|---:|---:|---:|---:|---:|---|---|---|---:|---|",
     ...rows.map((r) => `| ${r.dataset} | ${r.batch} | ${r.baselineTokensPerSecond} (${(100 * r.baselineSpread).toFixed(1)}%) | ${r.eagleTokensPerSecond} | ${r.speedup}× [${r.speedupRange[0]}–${r.speedupRange[1]}] (${r.ofIdeal === null ? "—" : `${Math.round(100 * r.ofIdeal)}%`}) | ${r.meanAcceptedLength} | ` +
       `${r.acceptanceByPosition.map((x) => x.toFixed(2)).join(" ")} | ${r.phases.draftMs} / ${r.phases.verifyMs} / ${r.phases.acceptMs} | ` +
       `${r.phases.deviceMs} / ${r.phases.hostMs} | ${r.phases.baselineStepMs} | ` +
-      `${(r.choices ?? []).map((c) => `${c.best ? "**" : ""}${c.choice} ${c.tokensPerSeqMs.toFixed(3)}${c.best ? "**" : ""}`).join(", ")} |`),
+      `${(r.choices ?? []).map((c) => `${c.best ? "**" : ""}${c.choice} ${c.effectiveRate.toFixed(3)}${c.best ? "**" : ""}${c.joinShare ? ` (${(100 * c.joinShare).toFixed(0)}%)` : ""}`).join(", ")} |`),
     "",
     "| dataset | batch | baseline: iterations × mean ms (mean tokens) [graph captures] | EAGLE-3: iterations × mean ms (mean tokens) [graph captures] |",
     "|---|---:|---|---|",

@@ -84,7 +84,12 @@ describe("speculative scheduling", () => {
     expect(exec.log[0]).toBe("prefill 4");
     expect(later.filter((l) => l.startsWith("prefill"))).toEqual([]);
     expect(later).toContain("step 7");  // the new prompt's 6 tokens and the first request's decode token
-    expect(scheduler.stats().speculative!.choices!.find((c) => c.best)!.choice).toBe("plain");
+    const choices = scheduler.stats().speculative!.choices!;
+    expect(choices.find((c) => c.best)!.choice).toBe("plain");
+    // The step that admitted the second request counts against plain steps in the bucket of two.
+    const two = choices.find((c) => c.bucket === "2g" && c.best)!;
+    expect(two.choice).toBe("plain");
+    expect(two.joinShare).toBeGreaterThan(0);
     // Trees tried after plain steps first catch the draft up from the kept features (draft only).
     expect(exec.log.filter((l) => l.startsWith("catch-up")).length).toBeGreaterThan(0);
     exec.log.forEach((l, i) => {

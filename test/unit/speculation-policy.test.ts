@@ -131,6 +131,33 @@ describe("speculation policy", () => {
     expect(tree.recent, "its window holds only what its recent probes measured").toEqual(tree.recent.map(() => 1));
   });
 
+  it("charges iterations that admit requests to the choice that led meanwhile", () => {
+    // As the trained pair at MT-Bench batch 32: a round (1 ms) commits 2.6 tokens a sequence and a
+    // plain step (0.45 ms) 1, but while rounds lead sequences finish out of step, and a request
+    // joins every 2.4 rounds in a prefill iteration of its own (0.95 ms, one token a sequence);
+    // while plain steps lead, one every 90 steps (a mixed step of 1.1 ms).
+    const run = (joins: boolean) => {
+      const policy = new SpeculationPolicy(new TreePolicy({ steps: 3, topk: 1, draftTokens: 4 }));
+      const runs = new Map<string, number>();
+      let sinceJoin = 0;
+      for (let i = 0; i < 3000; i++) {
+        const c = policy.choose(32, false);
+        runs.set(name(c), (runs.get(name(c)) ?? 0) + 1);
+        policy.record(32, false, c, c.kind === "plain" ? 32 : 32 * 2.6, c.kind === "plain" ? 0.45 : 1);
+        const leader = policy.snapshot().find((x) => x.best)!;
+        sinceJoin += leader.choice === "plain" ? 1 / 90 : 1 / 2.4;
+        if (joins && sinceJoin >= 1) policy.recordJoin(32, false, 32, leader.choice === "plain" ? 1.1 : 0.95);
+        if (sinceJoin >= 1) sinceJoin -= 1;
+      }
+      return { runs, tree: policy.snapshot().find((x) => x.choice === "tree 3/1/4")! };
+    };
+    expect(run(false).runs.get("3/1/4")!).toBeGreaterThan(2900);  // per iteration, rounds win
+    const { runs, tree } = run(true);
+    expect(runs.get("plain")!).toBeGreaterThan(2500);
+    expect(tree.effectiveRate).toBeLessThan(tree.tokensPerSeqMs);
+    expect(tree.joinShare).toBeGreaterThan(0.1);
+  });
+
   it("always speculates with the batch's default tree in mode always", () => {
     const policy = new SpeculationPolicy(new TreePolicy(), "always");
     const runs = simulate(policy, 1, (c) => (c.kind === "plain" ? 100 : 1), 50);
