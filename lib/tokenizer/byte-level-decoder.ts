@@ -16,11 +16,18 @@ interface TokenizerJson {
   added_tokens?: Array<{ content?: unknown; special?: unknown }>;
 }
 
+/** What decoding needs of a token: its bytes, or its text where it is an added token. */
+interface Entry {
+  bytes?: Uint8Array;
+  added?: string;
+  special: boolean;
+}
+
 export class ByteLevelDecoder {
   readonly #token: TokenString;
   readonly #added: Set<string>;
   readonly #special: Set<string>;
-  readonly #bytes: Array<Uint8Array | undefined> = [];
+  readonly #entries = new Map<number, Entry>();
   readonly #utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   #buf = new Uint8Array(256);
 
@@ -49,16 +56,16 @@ export class ByteLevelDecoder {
   decode(ids: readonly number[], skipSpecialTokens: boolean): string | undefined {
     let text = "", used = 0;
     for (const id of ids) {
-      const token = this.#token(id);
-      if (token === undefined) return undefined;
-      if (skipSpecialTokens && this.#special.has(token)) continue;
-      if (this.#added.has(token)) {
+      const entry = this.#entries.get(id) ?? this.#entry(id);
+      if (entry === undefined) return undefined;
+      if (skipSpecialTokens && entry.special) continue;
+      if (entry.added !== undefined) {
         // Added tokens are text as they stand; the bytes before them are decoded on their own.
-        text += this.#utf8.decode(this.#buf.subarray(0, used)) + token;
+        text += this.#utf8.decode(this.#buf.subarray(0, used)) + entry.added;
         used = 0;
         continue;
       }
-      const bytes = (this.#bytes[id] ??= tokenBytes(token));
+      const bytes = entry.bytes!;
       if (used + bytes.length > this.#buf.length) {
         const grown = new Uint8Array(2 * (used + bytes.length));
         grown.set(this.#buf.subarray(0, used));
@@ -68,6 +75,14 @@ export class ByteLevelDecoder {
       used += bytes.length;
     }
     return text + this.#utf8.decode(this.#buf.subarray(0, used));
+  }
+
+  #entry(id: number): Entry | undefined {
+    const token = this.#token(id);
+    if (token === undefined) return undefined;
+    const entry: Entry = this.#added.has(token) ? { added: token, special: this.#special.has(token) } : { bytes: tokenBytes(token), special: this.#special.has(token) };
+    this.#entries.set(id, entry);
+    return entry;
   }
 }
 
