@@ -61,16 +61,23 @@ const PLAIN_BIAS = 1.05;
 const KEEP = 0.98;
 
 const bias = (a: Arm) => (a.choice.kind === "plain" ? PLAIN_BIAS : 1);
-/** The median rate over its measured time, joins' own tokens over theirs. */
-const effective = (a: Arm, rate = a.rate) => (a.busyMs > 0 ? (rate * a.busyMs + a.joinTokens) / (a.busyMs + a.joinMs) : rate);
-const score = (a: Arm) => effective(a) * bias(a);
+/**
+ * Its median rate over its measured time and the joins' tokens over theirs, in proportion to the
+ * time it ran: its own joins where it has led through some, else the leader's (a choice never seen
+ * leading is taken to admit requests as the leader does, so that neither is favoured unmeasured).
+ */
+const effective = (b: Bucket, a: Arm, rate = a.rate) => {
+  const o = a.joinMs > 0 ? a : b.arms[b.best];
+  return o.busyMs > 0 ? (rate + o.joinTokens / o.busyMs) / (1 + o.joinMs / o.busyMs) : rate;
+};
+const score = (b: Bucket, a: Arm) => effective(b, a) * bias(a);
 const fade = (a: Arm, busyMs: number, joinMs: number, joinTokens: number) => {
   a.busyMs = a.busyMs * KEEP + busyMs;
   a.joinMs = a.joinMs * KEEP + joinMs;
   a.joinTokens = a.joinTokens * KEEP + joinTokens;
 };
 const clearLead = (b: Bucket) =>
-  b.arms.every((a, i) => i === b.best || (a.samples >= 2 && score(b.arms[b.best]) > CLEAR_LEAD * score(a)));
+  b.arms.every((a, i) => i === b.best || (a.samples >= 2 && score(b, b.arms[b.best]) > CLEAR_LEAD * score(b, a)));
 
 export class SpeculationPolicy {
   private readonly buckets = new Map<string, Bucket>();
@@ -129,7 +136,7 @@ export class SpeculationPolicy {
     arm.rate = sorted[(sorted.length - 1) >> 1];
     // A probe that beats the current best is followed up at once, so that a change shows quickly.
     const leader = b.arms[b.best];
-    if (arm !== leader && leader.samples >= 2 && effective(arm, rate) * bias(arm) > score(leader)) {
+    if (arm !== leader && leader.samples >= 2 && effective(b, arm, rate) * bias(arm) > score(b, leader)) {
       b.interval = FIRST_PROBE;
       b.nextProbe = b.iteration + 1;
       b.followUp = b.arms.indexOf(arm);
@@ -159,7 +166,7 @@ export class SpeculationPolicy {
     for (const [key, b] of this.buckets)
       for (const [i, a] of b.arms.entries())
         out.push({ bucket: key, choice: describe(a.choice), tokensPerSeqMs: a.rate, samples: a.samples, best: i === b.best, recent: [...a.recent],
-          joinShare: a.busyMs > 0 ? a.joinMs / (a.busyMs + a.joinMs) : 0, effectiveRate: effective(a) });
+          joinShare: a.busyMs > 0 ? a.joinMs / (a.busyMs + a.joinMs) : 0, effectiveRate: effective(b, a) });
     return out;
   }
 
@@ -205,13 +212,13 @@ export class SpeculationPolicy {
       if (twin) [arm.busyMs, arm.joinMs, arm.joinTokens] = [twin.busyMs, twin.joinMs, twin.joinTokens];
     }
     if (plainLeads) b.nextProbe = b.interval = other.interval;
-    b.best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && (b.arms[bi].samples < 2 || score(a) > score(b.arms[bi])) ? i : bi), b.best);
+    b.best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && (b.arms[bi].samples < 2 || score(b, a) > score(b, b.arms[bi])) ? i : bi), b.best);
   }
 }
 
 /** The best-scoring measured choice leads; a new leader is questioned soon. */
 function settle(b: Bucket): void {
-  const best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && score(a) > score(b.arms[bi]) ? i : bi), b.best);
+  const best = b.arms.reduce((bi, a, i) => (a.samples >= 2 && score(b, a) > score(b, b.arms[bi]) ? i : bi), b.best);
   if (best === b.best) return;
   b.best = best;
   b.interval = FIRST_PROBE;
