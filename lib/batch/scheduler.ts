@@ -168,12 +168,17 @@ export class Scheduler {
     }
   }
 
-  /** With a draft, prompts in an iteration of their own, its time charged to the policy's leader. */
+  /**
+   * With a draft, prompts in an iteration of their own. Its time is charged to the policy's leader
+   * where it held up decoding sequences: prompts that start together, with nothing decoding, cost
+   * the same whichever choice leads.
+   */
   private async join(): Promise<void> {
     const batch = this.running.length, sampled = this.running.some((s) => s.sampling.temperature > 0);
+    const decoding = this.running.some((s) => !s.done && s.cached >= s.promptLength);
     const t0 = performance.now(), before = this.counters.generatedTokens;
     await (this.drafting() ? this.prefillStep() : this.plainStep());
-    this.policy!.recordJoin(batch, sampled, this.counters.generatedTokens - before, performance.now() - t0);
+    if (decoding) this.policy!.recordJoin(batch, sampled, this.counters.generatedTokens - before, performance.now() - t0);
   }
 
   /** Whether prompts are prefilled with the draft: unless plain steps measure faster for this batch. */

@@ -97,6 +97,18 @@ describe("speculative scheduling", () => {
     });
   });
 
+  it("prompts that start together, with nothing decoding, are not charged to the leader", async () => {
+    const { scheduler } = scripted();
+    await until(scheduler.submit([1, 2, 3, 4], 200, GREEDY, new Set()), 200);
+    await scheduler.idle();
+    const pair = [scheduler.submit([5, 6, 7], 30, GREEDY, new Set()), scheduler.submit([8, 9], 30, GREEDY, new Set())];
+    await Promise.all(pair.map((seq) => until(seq, 30)));
+    await scheduler.idle();
+    const two = scheduler.stats().speculative!.choices!.find((c) => c.bucket === "2g" && c.best)!;
+    expect(two.choice).toBe("plain");
+    expect(two.joinShare).toBe(0);
+  });
+
   it("a tree tried after plain steps is measured with the draft's catch-up", async () => {
     const { exec, scheduler } = scripted(30);
     const record = vi.spyOn(SpeculationPolicy.prototype, "record");
