@@ -172,14 +172,14 @@ export class Engine {
   generate(input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk> {
     this.checkLive();
     const o = parseGenerateOptions(options);
-    return this.stream(this.encode(input, o.enableThinking), o);
+    return this.stream(this.encode(input, { enableThinking: o.enableThinking }), o);
   }
 
   /** Runs generate() to the end and returns the whole completion. */
   async complete(input: GenerateInput, options: GenerateOptions = {}): Promise<Completion> {
     this.checkLive();
     const o = parseGenerateOptions(options);
-    const prompt = this.encode(input, o.enableThinking);
+    const prompt = this.encode(input, { enableThinking: o.enableThinking });
     const t0 = performance.now();
     let first = 0, text = "", finishReason: FinishReason = "length";
     let speculative: SpeculativeStats | undefined;
@@ -251,7 +251,9 @@ export class Engine {
   }
 
   /** The token ids generate() and complete() feed the model for `input` (chat messages: with the generation prompt). */
-  encode(input: GenerateInput, enableThinking?: boolean): number[] {
+  encode(input: GenerateInput, options: { enableThinking?: boolean } = {}): number[] {
+    if (typeof options !== "object" || options === null) throw invalidArgument("encode options must be an object");
+    const { enableThinking } = options;
     if (typeof input === "string") return this.needTokenizer().encode(input);
     if (Array.isArray(input)) return this.needTokenizer().encodeChat(input, { addGenerationPrompt: true, enableThinking });
     if (input && Array.isArray((input as { tokens: unknown }).tokens)) {
