@@ -6,8 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Eagle3Error, ErrorCode, invalidArgument } from "./errors.js";
 import { readEosTokenIds } from "./model/generation-config.js";
-import { Scheduler } from "./batch/scheduler.js";
-import type { IterationTimesSnapshot } from "./batch/iteration-times.js";
+import { Scheduler, type SchedulerStats } from "./batch/scheduler.js";
 import type { FinishReason } from "./batch/sequence.js";
 import { type TargetConfig, readTargetConfig } from "./model/config.js";
 import type { LoadProgress } from "./model/load-weights.js";
@@ -99,18 +98,8 @@ export interface Completion {
   speculative?: SpeculativeStats;
 }
 
-export interface EngineStats {
+export interface EngineStats extends SchedulerStats {
   device: DeviceName;
-  steps: number;
-  stepSeconds: number;
-  promptTokens: number;
-  generatedTokens: number;
-  running: number;
-  queued: number;
-  /** Wall time per kind of iteration (decode, mixed, prefill, round, catchUp). */
-  iterations: IterationTimesSnapshot;
-  /** With a draft: accepted lengths, acceptance per position, phase times. */
-  speculative?: SpeculativeStats;
 }
 
 export class Engine {

@@ -58,8 +58,9 @@ export interface SchedulerStats {
   generatedTokens: number;
   running: number;
   queued: number;
-  /** Wall time per kind of iteration. */
+  /** Wall time per kind of iteration (decode, mixed, prefill, round, catchUp). */
   iterations: IterationTimesSnapshot;
+  /** With a draft: accepted lengths, acceptance per position, phase times, the policy's choices. */
   speculative?: SpeculativeStats;
 }
 
