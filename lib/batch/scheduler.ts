@@ -178,13 +178,9 @@ export class Scheduler {
     const batch = this.running.length, sampled = this.running.some((s) => s.sampling.temperature > 0);
     const decoding = this.running.some((s) => !s.done && s.cached >= s.promptLength);
     const t0 = performance.now(), before = this.counters.generatedTokens;
-    await (this.drafting() ? this.prefillStep() : this.plainStep());
+    // Prefilled with the draft unless plain steps measure faster for this batch.
+    await (this.policy!.prefersPlain(batch, sampled) ? this.plainStep() : this.prefillStep());
     if (decoding) this.policy!.recordJoin(batch, sampled, this.counters.generatedTokens - before, performance.now() - t0);
-  }
-
-  /** Whether prompts are prefilled with the draft: unless plain steps measure faster for this batch. */
-  private drafting(): boolean {
-    return !this.policy!.prefersPlain(this.running.length, this.running.some((s) => s.sampling.temperature > 0));
   }
 
   private async plainStep(): Promise<void> {

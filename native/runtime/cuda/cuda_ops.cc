@@ -55,12 +55,16 @@ CudaOps::CudaOps() {
   read_staging_ = std::make_shared<ReadStaging>();
   timer_events_ = std::make_shared<TimerEvents>();
   gemm_ws_ = Tensor::empty(Device::CUDA, DType::U8, {int64_t(kGemmWorkspaceBytes)});
-  skinny_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kSkinnyMaxColumnBlocks});
-  check(cudaMemset(skinny_arrivals_.data(), 0, skinny_arrivals_.nbytes()), "cudaMemset");
-  topk_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kTopkMaxSplitRows});
-  check(cudaMemset(topk_arrivals_.data(), 0, topk_arrivals_.nbytes()), "cudaMemset");
-  attention_arrivals_ = Tensor::empty(Device::CUDA, DType::I32, {e3k::kAttentionArrivals});
-  check(cudaMemset(attention_arrivals_.data(), 0, attention_arrivals_.nbytes()), "cudaMemset");
+  // Arrival counters of kernels whose last block merges the others' work: zeroed once, and each
+  // kernel leaves them zeroed.
+  auto counters = [](int64_t n) {
+    Tensor t = Tensor::empty(Device::CUDA, DType::I32, {n});
+    check(cudaMemset(t.data(), 0, t.nbytes()), "cudaMemset");
+    return t;
+  };
+  skinny_arrivals_ = counters(e3k::kSkinnyMaxColumnBlocks);
+  topk_arrivals_ = counters(e3k::kTopkMaxSplitRows);
+  attention_arrivals_ = counters(e3k::kAttentionArrivals);
 }
 
 CudaOps::~CudaOps() {
