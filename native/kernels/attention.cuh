@@ -26,12 +26,7 @@ struct AttentionArgs {
   int sm_count;
   float* workspace;          // split-KV partials; attention_workspace_floats() of them
   int max_splits;            // 0: as many as fill the GPU; else at most this many (timings)
-  // kAttentionArrivals zeroed counters, left zeroed: at decode shapes the last split of a
-  // (sequence, KV head) to finish merges the partials itself. Null: a combine kernel merges them.
-  unsigned* arrivals;
 };
-
-constexpr int kAttentionArrivals = 1 << 16;
 
 // Floats of workspace the launch needs for these bounds (0 when it needs none).
 size_t attention_workspace_floats(const AttentionArgs& a);

@@ -64,7 +64,6 @@ CudaOps::CudaOps() {
   };
   skinny_arrivals_ = counters(e3k::kSkinnyMaxColumnBlocks);
   topk_arrivals_ = counters(e3k::kTopkMaxSplitRows);
-  attention_arrivals_ = counters(e3k::kAttentionArrivals);
 }
 
 CudaOps::~CudaOps() {
@@ -414,7 +413,7 @@ e3k::AttentionArgs CudaOps::attention_args(const Tensor& q, const Tensor& k_cach
                        L.page_table.ptr<int32_t>(), L.tree_mask.defined() ? L.tree_mask.ptr<int64_t>() : nullptr,
                        L.tree_base.defined() ? L.tree_base.ptr<int32_t>() : nullptr,
                        bf(out), L.num_seqs, int(T), int(nh), int(nkv), int(d), L.page_size, L.max_pages, L.max_q_len,
-                       L.max_kv_len, scale, sm_count_, nullptr, attention_splits_, attention_arrivals_.ptr<uint32_t>()};
+                       L.max_kv_len, scale, sm_count_, nullptr, attention_splits_};
   a.workspace = workspace(attn_ws_, e3k::attention_workspace_floats(a));
   return a;
 }
@@ -452,15 +451,17 @@ void CudaOps::silu_mul(const Tensor& gate_up, const Tensor& out) {
 // Measured on the H100 at the Qwen3-4B shapes (bench/results): the GEMV beats cuBLASLt for one
 // row (qkv 6.9 vs 15.1 µs, o 7.2 vs 19.0, gate_up 41.5 vs 45.3, down 20.1 vs 23.7, lm_head 249 vs
 // 274) and loses at eight (21 vs 14, 21 vs 19, 61 vs 39, 62 vs 24, 427 vs 280).
-// On the H200 (bench/results/kernels-qwen3-4b-h200-2026-12-03-run1.json) the skinny kernel also
-// wins one row of the large products (gate_up 23.7 vs 25.5 µs, down 14.1 vs 14.6, lm_head even),
-// the GEMV the small ones (qkv 8.8 vs 10.6, o 7.3 vs 7.4).
-constexpr int64_t kGemvMaxWeights = int64_t(20) << 20;
+// On the H200 the skinny kernel wins one row of the mid-sized products, 20M to 64M weights
+// (bench/results/kernels-qwen3-4b-h200-2026-12-03-run1.json: Qwen3-4B gate_up 23.7 vs 25.5 µs, down
+// with its activation fused), the GEMV the small ones (qkv 8.8 vs 10.6, o 7.3 vs 7.4) and the
+// largest, where it streams at the copy bandwidth (in the model, by ncu: 7B gate_up 63.7 vs 66.5 µs,
+// lm_head 241 vs 246; decode steps 7B 3.0% and 32B 3.8% faster than with them on the skinny kernel).
+constexpr int64_t kSkinnyOneRowWeights[2] = {int64_t(20) << 20, int64_t(64) << 20};
 
 bool CudaOps::use_gemv(int64_t m, int64_t n, int64_t k) const {
   bool fits = m >= 1 && m <= e3k::kGemvMaxM && k % 8 == 0;
-  const bool large = n * k >= kGemvMaxWeights && e3k::skinny_fits(1, int(k));  // the skinny kernel takes it
-  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1 && !large));
+  const bool mid = n * k >= kSkinnyOneRowWeights[0] && n * k < kSkinnyOneRowWeights[1] && e3k::skinny_fits(1, int(k));
+  return fits && (gemm_path_ == GemmPath::Gemv || (gemm_path_ == GemmPath::Auto && m == 1 && !mid));
 }
 
 // Measured on the H200 at the Qwen3-4B shapes, graph-replayed (bench/results, 2026-12-03): with

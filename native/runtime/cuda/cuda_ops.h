@@ -87,7 +87,7 @@ class CudaOps final : public Ops {
   int sm_count_ = 0;
   GemmPath gemm_path_ = GemmPath::Auto;
   int attention_splits_ = 0;
-  Tensor attn_ws_, gemm_ws_, gemm_partials_, skinny_arrivals_, topk_partials_, topk_arrivals_, attention_arrivals_,
+  Tensor attn_ws_, gemm_ws_, gemm_partials_, skinny_arrivals_, topk_partials_, topk_arrivals_,
       argmax_keys_;
   std::vector<Tensor> retired_;          // buffers captured graphs may still reference
   std::vector<cudaGraphExec_t> graphs_;
