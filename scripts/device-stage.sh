@@ -23,6 +23,6 @@ export PATH=/tmp/nodejs/bin:$PATH
 [ -d node_modules ] || xz -dc -T8 .device/node_modules.tar.xz | tar -xf -
 set +e
 INNER
-# The device's copy has no usable git metadata: results name the commit staged here ("+" = dirty tree).
-echo "export EAGLE3_COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- lib native || echo +)" >> .device/enter.sh
+# The device's copy has no git metadata: results name the commit dist/commit.txt was stamped with
+# at `npm run build:ts`, so dist travels with every call (staging once would name a stale commit).
 du -sh .device build dist 2>/dev/null | sed 's/^/staged: /'

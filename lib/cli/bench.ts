@@ -1,6 +1,7 @@
 /** `eagle3 bench`: measured speed, printed as a table and written as JSON with device, commit and date. */
-import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import type { IterationTimesSnapshot } from "../batch/iteration-times.js";
 import { type KernelRow, benchKernels } from "../bench/kernel-bench.js";
 import { benchTarget, type TargetBenchResult } from "../bench/target-bench.js";
@@ -155,12 +156,13 @@ function iterationTimes(t: IterationTimesSnapshot): string {
     `${kind} ${k.count} × ${(k.ms / k.count).toFixed(3)} (${Math.round(k.tokens / k.count)} tok)${k.captures ? ` [${k.captures} captures: ${k.captureMs.toFixed(1)} ms]` : ""}`).join(", ");
 }
 
+/** The commit results name: EAGLE3_COMMIT, else the one dist was built from (scripts/stamp-commit.mjs). */
 function commit(): string {
   if (process.env.EAGLE3_COMMIT) return process.env.EAGLE3_COMMIT;
   try {
-    return execFileSync("git", ["rev-parse", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    return readFileSync(fileURLToPath(new URL("../commit.txt", import.meta.url)), "utf8").trim();
   } catch {
-    return "unknown";
+    return "unknown";  // dist not built from a git checkout
   }
 }
 
