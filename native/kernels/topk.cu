@@ -154,13 +154,15 @@ __device__ __forceinline__ void block_merge(float (&val)[K], int (&idx)[K], int 
 // the row's last block to arrive merges them, its (max, sum) combined in a fixed order: results do
 // not depend on the order of arrival. (topk_kernel reads the row k + 2 times.)
 constexpr int kPartThreads = 256, kBatch = 8;
+// A part's record in `partials`: its K values, K ids, max and sum.
+constexpr int part_record(int K) { return 2 * K + 2; }
 
 template <int K>
 __global__ void __launch_bounds__(kPartThreads) topk_part_kernel(const float* logits, int vocab, int k, const int32_t* map,
                                                                  float* probs, int32_t* ids, float* partials,
                                                                  unsigned* arrivals) {
   pdl_begin();
-  constexpr int W = kPartThreads / 32, P = 2 * K + 2;  // a part's record: K values, K ids, max, sum
+  constexpr int W = kPartThreads / 32, P = part_record(K);
   __shared__ float scratch[32];
   __shared__ float w_val[W][K], r_val[K];
   __shared__ int w_idx[W][K], r_idx[K];
@@ -261,7 +263,7 @@ int topk_parts(int rows, int vocab, int k) {
 
 size_t topk_workspace_floats(int rows, int vocab, int k) {
   const int parts = topk_parts(rows, vocab, k);
-  return parts > 1 ? size_t(rows) * parts * (2 * (k <= 8 ? 8 : 16) + 2) : 0;
+  return parts > 1 ? size_t(rows) * parts * part_record(k <= 8 ? 8 : 16) : 0;  // the list size topk_softmax launches
 }
 
 cudaError_t topk_softmax(const float* logits, int rows, int vocab, int k, const int32_t* map, float* probs,
