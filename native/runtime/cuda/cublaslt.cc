@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <library_types.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>
@@ -96,11 +97,12 @@ void check(int status, const char* what) {
   if (status != 0) fail(Code::Cuda, std::string("cuBLASLt ") + what + " failed with status " + std::to_string(status));
 }
 
-// A product's descriptor and the algorithm the heuristic chose for it at one row count.
+// A product's descriptor and the algorithm chosen for it at one row count.
 struct Choice {
   Desc desc;
   Layout a;
   Algo algo;
+  size_t workspace;
 };
 
 // One problem shape: its layouts and the algorithm it runs (the choice of its row bucket, where
@@ -127,19 +129,94 @@ void make_layouts(Api& A, int m, int n, int k, bool out_f32, Layout& b, Layout& 
   check(A.layout_create(&c, out_f32 ? CUDA_R_32F : CUDA_R_16BF, uint64_t(n), uint64_t(m), n), "layout C");
 }
 
-// The heuristic's first algorithm for desc over layouts (a, b, c).
-Heuristic best_algo(Api& A, Desc desc, Layout a, Layout b, Layout c, size_t workspace_bytes, int m, int n, int k) {
+// The heuristic's first `count` algorithms for desc over layouts (a, b, c), best predicted first;
+// returns how many it found (at least one).
+int heuristics(Api& A, Desc desc, Layout a, Layout b, Layout c, size_t workspace_bytes, int m, int n, int k,
+               Heuristic* h, int count) {
   Pref pref;
   check(A.pref_create(&pref), "PreferenceCreate");
   check(A.pref_set(pref, kPrefMaxWorkspace, &workspace_bytes, sizeof workspace_bytes), "set workspace");
-  Heuristic h[1] = {};
   int found = 0;
-  int st = A.heuristic(A.handle, desc, a, b, c, c, pref, 1, h, &found);
+  int st = A.heuristic(A.handle, desc, a, b, c, c, pref, count, h, &found);
   A.pref_destroy(pref);
   check(st, "AlgoGetHeuristic");
   E3_CHECK(found > 0, Cuda, "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" +
                                 std::to_string(k) + " bf16 product");
+  return found;
+}
+
+Heuristic best_algo(Api& A, Desc desc, Layout a, Layout b, Layout c, size_t workspace_bytes, int m, int n, int k) {
+  Heuristic h[1] = {};
+  heuristics(A, desc, a, b, c, workspace_bytes, m, n, k, h, 1);
   return h[0];
+}
+
+// Operands of one product, for timing its candidate algorithms.
+struct Operands {
+  const void* x;
+  const void* w;
+  void* out;
+  void* workspace;
+  cudaStream_t stream;
+};
+
+// Up to 64 rows (decode and verification, replayed from graphs) the heuristic's first algorithm is
+// timed against its next ones on the product's own operands, each run after the L2 is flushed (the
+// model reads each weight once a step; repeated runs would read the smaller ones from L2), and the
+// fastest by median is kept where it beats the first by kTuneMargin (else noise would pick between
+// near-equal ones, and bits would differ from run to run more often). The output is overwritten;
+// the caller runs the product after. Where the stream is capturing a graph, or timing fails, the
+// heuristic's first is kept.
+constexpr int kTuneCandidates = 16, kTuneRuns = 5;
+constexpr float kTuneMargin = 0.97f;
+
+Heuristic tuned_algo(Api& A, Desc desc, Layout a, Layout b, Layout c, size_t workspace_bytes, int m, int n, int k,
+                     const Operands& o) {
+  Heuristic h[kTuneCandidates] = {};
+  const int found = heuristics(A, desc, a, b, c, workspace_bytes, m, n, k, h, kTuneCandidates);
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (found == 1 || cudaStreamIsCapturing(o.stream, &capturing) != cudaSuccess ||
+      capturing != cudaStreamCaptureStatusNone)
+    return h[0];
+  int device = 0, l2 = 0;
+  void* flush = nullptr;
+  size_t flush_bytes = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device) == cudaSuccess &&
+      cudaMalloc(&flush, flush_bytes = 2 * size_t(l2)) != cudaSuccess)
+    flush = nullptr;  // timed without flushing: still a fair race, if a kinder one to small weights
+  cudaGetLastError();  // a failed allocation is not the caller's error
+  cudaEvent_t start = nullptr, stop = nullptr;
+  int best = 0;
+  float first_ms = 0.0f, best_ms = 0.0f;
+  if (cudaEventCreate(&start) == cudaSuccess && cudaEventCreate(&stop) == cudaSuccess) {
+    const float alpha = 1.0f, beta = 0.0f;
+    for (int i = 0; i < found; ++i) {
+      float ms[kTuneRuns];
+      bool ok = true;
+      for (int r = 0; r < kTuneRuns && ok; ++r) {
+        ok = (!flush || cudaMemsetAsync(flush, r, flush_bytes, o.stream) == cudaSuccess) &&
+             cudaEventRecord(start, o.stream) == cudaSuccess &&
+             A.matmul(A.handle, desc, &alpha, o.w, a, o.x, b, &beta, o.out, c, o.out, c, &h[i].algo, o.workspace,
+                      h[i].workspace_size, o.stream) == 0 &&
+             cudaEventRecord(stop, o.stream) == cudaSuccess && cudaEventSynchronize(stop) == cudaSuccess &&
+             cudaEventElapsedTime(&ms[r], start, stop) == cudaSuccess;
+      }
+      if (!ok) {
+        if (i == 0) break;  // the heuristic's first cannot be timed: keep it
+        continue;
+      }
+      std::sort(ms, ms + kTuneRuns);
+      const float median = ms[kTuneRuns / 2];
+      if (i == 0) first_ms = best_ms = median;
+      else if (median < best_ms && median < kTuneMargin * first_ms) best = i, best_ms = median;
+    }
+  }
+  if (start) cudaEventDestroy(start);
+  if (stop) cudaEventDestroy(stop);
+  if (flush) cudaFree(flush);
+  cudaGetLastError();
+  return h[best];
 }
 
 }  // namespace
@@ -165,6 +242,8 @@ void cublaslt_linear(const void* x, const void* w, const void* bias, void* out, 
     auto bucket_key = std::make_tuple(mb, n, k, out_f32, bias != nullptr, workspace_bytes);
     auto ci = choices.find(bucket_key);
     if (ci == choices.end()) {
+      // Up to 64 rows the fastest of the heuristic's candidates (tuned_algo); row buckets above,
+      // whose products are long and whose sizes keep coming, the heuristic's first.
       Choice ch{};
       check(A.desc_create(&ch.desc, kCompute32F, CUDA_R_32F), "MatmulDescCreate");
       int ta = kOpT, tb = kOpN;
@@ -177,7 +256,12 @@ void cublaslt_linear(const void* x, const void* w, const void* bias, void* out, 
       check(A.layout_create(&ch.a, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout A");
       Layout b, c;
       make_layouts(A, mb, n, k, out_f32, b, c);
-      ch.algo = best_algo(A, ch.desc, ch.a, b, c, workspace_bytes, mb, n, k).algo;
+      if (bias) check(A.desc_set(ch.desc, kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER");
+      const Operands ops{x, w, out, workspace, stream};
+      const Heuristic h = mb == m ? tuned_algo(A, ch.desc, ch.a, b, c, workspace_bytes, m, n, k, ops)
+                                  : best_algo(A, ch.desc, ch.a, b, c, workspace_bytes, mb, n, k);
+      ch.algo = h.algo;
+      ch.workspace = h.workspace_size;
       A.layout_destroy(b);
       A.layout_destroy(c);
       ci = choices.emplace(bucket_key, ch).first;
@@ -186,8 +270,11 @@ void cublaslt_linear(const void* x, const void* w, const void* bias, void* out, 
     p.choice = &ci->second;
     make_layouts(A, m, n, k, out_f32, p.b, p.c);
     Heuristic h{};
-    if (mb != m && A.algo_check(A.handle, p.choice->desc, p.choice->a, p.b, p.c, p.c, &p.choice->algo, &h) == 0 &&
-        h.workspace_size <= workspace_bytes) {
+    if (mb == m) {
+      p.algo = p.choice->algo;
+      p.workspace = p.choice->workspace;
+    } else if (A.algo_check(A.handle, p.choice->desc, p.choice->a, p.b, p.c, p.c, &p.choice->algo, &h) == 0 &&
+               h.workspace_size <= workspace_bytes) {
       p.algo = p.choice->algo;
       p.workspace = h.workspace_size;
     } else {
