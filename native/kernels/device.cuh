@@ -27,10 +27,17 @@ __device__ __forceinline__ Bf16x8 pack8(const float in[8]) {
 
 // Programmatic dependent launch (Hopper): wait until the previous kernel's results are visible,
 // then let the next kernel start launching, so launch latency overlaps this kernel's tail. Every
-// kernel launched through e3k::launch() calls this before touching memory.
-__device__ __forceinline__ void pdl_begin() {
+// kernel launched through e3k::launch() calls this before reading what that kernel may have
+// written: only weights (skinny_gemm) and K/V that earlier steps cached (decode attention) are read
+// before it. pdl_wait alone: the next kernel starts once this one has finished (fill_normal).
+__device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_begin() {
+  pdl_wait();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
