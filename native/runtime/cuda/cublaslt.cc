@@ -114,11 +114,13 @@ struct Plan {
   size_t workspace;
 };
 
-// Row counts above 64 share the algorithm of their power-of-two bucket: prefill and catch-up steps
-// come in ever new sizes, and a heuristic query per new size costs more than the product itself.
-// Decode and verification sizes (up to 64 rows, replayed from graphs) keep their own.
+// Decode and verification sizes (up to kOwnRows, replayed from graphs) keep their own algorithm.
+// Row counts above share the one of their power-of-two bucket: prefill and catch-up steps come in
+// ever new sizes, and a heuristic query per new size costs more than the product itself.
+constexpr int kOwnRows = 64;
+
 int row_bucket(int m) {
-  if (m <= 64) return m;
+  if (m <= kOwnRows) return m;
   int b = 128;
   while (b < m) b *= 2;
   return b;
@@ -160,7 +162,7 @@ struct Operands {
   cudaStream_t stream;
 };
 
-// Up to 64 rows (decode and verification, replayed from graphs) the heuristic's first algorithm is
+// Up to kOwnRows (decode and verification, replayed from graphs) the heuristic's first algorithm is
 // timed against its next ones on the product's own operands, each run after the L2 is flushed (the
 // model reads each weight once a step; repeated runs would read the smaller ones from L2), and the
 // fastest by median is kept where it beats the first by kTuneMargin (else noise would pick between
@@ -242,24 +244,25 @@ void cublaslt_linear(const void* x, const void* w, const void* bias, void* out, 
     auto bucket_key = std::make_tuple(mb, n, k, out_f32, bias != nullptr, workspace_bytes);
     auto ci = choices.find(bucket_key);
     if (ci == choices.end()) {
-      // Up to 64 rows the fastest of the heuristic's candidates (tuned_algo); row buckets above,
-      // whose products are long and whose sizes keep coming, the heuristic's first.
+      // Up to kOwnRows the fastest of the heuristic's candidates (tuned_algo); row buckets above,
+      // whose products are long and whose sizes keep coming, the heuristic's first (a power of two
+      // above is its own bucket, but is not tuned either).
       Choice ch{};
       check(A.desc_create(&ch.desc, kCompute32F, CUDA_R_32F), "MatmulDescCreate");
       int ta = kOpT, tb = kOpN;
       check(A.desc_set(ch.desc, kDescTransA, &ta, sizeof ta), "set TRANSA");
       check(A.desc_set(ch.desc, kDescTransB, &tb, sizeof tb), "set TRANSB");
-      if (bias) {
+      if (bias) {  // the pointer too: tuned_algo runs the product (each call sets its own below)
         int epi = kEpilogueBias;
         check(A.desc_set(ch.desc, kDescEpilogue, &epi, sizeof epi), "set EPILOGUE");
+        check(A.desc_set(ch.desc, kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER");
       }
       check(A.layout_create(&ch.a, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout A");
       Layout b, c;
       make_layouts(A, mb, n, k, out_f32, b, c);
-      if (bias) check(A.desc_set(ch.desc, kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER");
       const Operands ops{x, w, out, workspace, stream};
-      const Heuristic h = mb == m ? tuned_algo(A, ch.desc, ch.a, b, c, workspace_bytes, m, n, k, ops)
-                                  : best_algo(A, ch.desc, ch.a, b, c, workspace_bytes, mb, n, k);
+      const Heuristic h = m <= kOwnRows ? tuned_algo(A, ch.desc, ch.a, b, c, workspace_bytes, m, n, k, ops)
+                                         : best_algo(A, ch.desc, ch.a, b, c, workspace_bytes, mb, n, k);
       ch.algo = h.algo;
       ch.workspace = h.workspace_size;
       A.layout_destroy(b);
