@@ -306,6 +306,31 @@ describe.skipIf(!hasCuda)(hasCuda ? "CUDA kernels vs CPU reference" : "CUDA kern
     }
   });
 
+  // Random weights of the real shapes are the same on every backend; past 65536 × 256 elements the
+  // kernel's blocks stride. A product right after a fill reads its first weights before waiting for
+  // the kernel ahead (programmatic launch): the fill must have finished writing them by then.
+  it.each([1, 7, 111, (1 << 24) + 7])("fill_normal, %i elements, and a product right after it", (n) => {
+    const seed = n * 3 + 1;
+    const want = poisoned("bf16", [n], "cpu"), got = poisoned("bf16", [n], "cuda");
+    cpu().fillNormal(want, seed, 0.5, 2);
+    gpu().fillNormal(got, seed, 0.5, 2);
+    expect(relError(values(got), values(want)), "fill_normal").toBeLessThan(1e-3);
+
+    const r = rng(n), k = 2560, rows = 1000;
+    const [xc, xg] = pair(randn(k, r), [1, k]);
+    for (const path of ["gemv", "skinny", "cublaslt"] as const) {
+      const ops = gpu(), wg = poisoned("bf16", [rows, k], "cuda"), wc = poisoned("bf16", [rows, k], "cpu");
+      ops.setGemmPath(path);
+      ops.fillNormal(wg, seed, 0, 0.05);
+      const out = poisoned("f32", [1, rows], "cuda");
+      ops.linear(xg, wg, null, out);
+      cpu().fillNormal(wc, seed, 0, 0.05);
+      const ref = poisoned("f32", [1, rows], "cpu");
+      cpu().linear(xc, wc, null, ref);
+      expectClose(out, ref, 2e-3, `${path} after fill_normal`);
+    }
+  });
+
   it.each([1, 7, 111])("embedding, silu_mul, gather_rows, copy_columns: %i rows", (rows) => {
     const r = rng(rows * 13);
     const V = 1000, H = 96, I = 200;
